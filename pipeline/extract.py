@@ -3,7 +3,9 @@
 Worker processes (pipeline.frontend) decode, resample and compute log-mel patches; this process runs the
 VGGish CNN on batches of `batch_size` patches that span file boundaries (or on whatever is waiting when the
 workers are slower than the CNN, so that it never sits idle), postprocesses, and hands finished files to a
-writer (pipeline.writers). Finished outputs are durable before they count as finished; a rerun of the same
+writer (pipeline.writers). The CNN runs in its own thread (TensorFlow releases the GIL), one batch queued
+behind the running one, so that receiving patches, postprocessing and writing overlap the CNN instead of
+taking turns with it. Finished outputs are durable before they count as finished; a rerun of the same
 command skips them. Files that cannot be read go to `OUT/errors.tsv` and the run goes on.
 
 HDF5 layout (`OUT/embeddings.h5`): `embedding` uint8 [P,128], optional `raw` float32 [P,128], `timestamps`
@@ -21,6 +23,7 @@ import queue
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -159,6 +162,9 @@ class _Extraction:
         self.states: dict[int, _FileState] = {}
         self.pending: deque[tuple[int, np.ndarray]] = deque()
         self.pending_patches = 0
+        # CNN batches submitted to the CNN thread, oldest first: (file index, patch count) pieces + result.
+        self.in_flight: deque[tuple[list[tuple[int, int]], Future]] = deque()
+        self.cnn = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audiotag-cnn")
         self.current: dict[int, int | None] = {}
         self.processes: dict[int, Any] = {}
         self.started = time.monotonic()
@@ -294,8 +300,11 @@ class _Extraction:
         self.bar.set_postfix_str(f"{self.report.audio_seconds / 3600 / elapsed:.3f} audio-h/s", refresh=False)
 
     # --- the CNN -----------------------------------------------------------------------------------------
-    def _run_batch(self) -> None:
-        """Embed up to batch_size pending patches (from one or several files) and finish completed files."""
+    def _cnn_busy(self) -> bool:
+        return len(self.in_flight) >= _BATCHES_IN_FLIGHT
+
+    def _submit_batch(self) -> None:
+        """Send up to batch_size pending patches (from one or several files) to the CNN thread."""
         pieces: list[tuple[int, np.ndarray]] = []
         taken = 0
         while self.pending and taken < self.options.batch_size:
@@ -312,38 +321,52 @@ class _Extraction:
             self.pending_patches -= len(block)
         if not pieces:
             return
-        raw = self.model.embed(np.concatenate([block for _, block in pieces]), batch_size=taken)
-        start = 0
-        touched = []
-        for index, block in pieces:
-            state = self.states[index]
-            state.raw.append(raw[start : start + len(block)])
-            state.embedded += len(block)
-            start += len(block)
-            touched.append(index)
-        for index in dict.fromkeys(touched):
-            if index in self.states:
-                self._maybe_finish(index)
-        self.writer.checkpoint()
+        batch = np.concatenate([block for _, block in pieces])
+        future = self.cnn.submit(self.model.embed, batch, taken)
+        self.in_flight.append(([(index, len(block)) for index, block in pieces], future))
+
+    def _collect(self, wait: bool = False) -> None:
+        """Hand the embeddings of finished CNN batches (in submission order) to their files; with `wait`,
+        block until the oldest batch is done."""
+        while self.in_flight and (wait or self.in_flight[0][1].done()):
+            pieces, future = self.in_flight.popleft()
+            raw = future.result()
+            wait = False
+            start = 0
+            for index, count in pieces:
+                state = self.states.get(index)  # None: the file failed while its batch was running
+                if state is not None:
+                    state.raw.append(raw[start : start + count])
+                    state.embedded += count
+                start += count
+            for index in dict.fromkeys(index for index, _ in pieces):
+                if index in self.states:
+                    self._maybe_finish(index)
+            self.writer.checkpoint()
 
     def run(self) -> None:
         self._start_workers()
         try:
-            while self.processes or self.pending_patches:
-                if self.pending_patches >= self.options.batch_size:
-                    self._run_batch()
+            while self.processes or self.pending_patches or self.in_flight:
+                self._collect()
+                if self.pending_patches >= self.options.batch_size and not self._cnn_busy():
+                    self._submit_batch()
                     continue
+                busy = self.pending_patches or self.in_flight
                 try:
-                    message = self.results.get(timeout=0.02 if self.pending_patches else _IDLE_POLL_SECONDS)
+                    message = self.results.get(timeout=0.02 if busy else _IDLE_POLL_SECONDS)
                 except queue.Empty:
-                    if self.pending_patches:
-                        self._run_batch()  # the workers are behind: use the idle CNN on what is there
-                    else:
+                    if self.pending_patches and not self.in_flight:
+                        self._submit_batch()  # the workers are behind: use the idle CNN on what is there
+                    elif not self.processes:
+                        self._collect(wait=True)
+                    elif not busy:
                         self._check_workers()
                     continue
                 self._handle(message)
             self._drain()
         finally:
+            self.cnn.shutdown(wait=True, cancel_futures=True)
             self._stop_workers()
             self.bar.close()
 
@@ -355,13 +378,18 @@ class _Extraction:
             except queue.Empty:
                 break
             while self.pending_patches:
-                self._run_batch()
+                self._submit_batch()
+                self._collect(wait=self._cnn_busy())
+        while self.in_flight:
+            self._collect(wait=True)
         for index in list(self.states):
             state = self.states[index]
             self._fail(index, f"{state.item.path}: decoding stopped before the end of the file")
 
 
 _IDLE_POLL_SECONDS = 0.5
+# One batch running in the CNN thread and one queued behind it, so the CNN never waits for this thread.
+_BATCHES_IN_FLIGHT = 2
 
 
 def _start_times(count: int, hop_seconds: float) -> np.ndarray:
