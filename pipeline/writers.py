@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -234,25 +234,30 @@ class HDF5Writer(Writer):
             part.unlink()
 
 
-def _read_source(path: Path, raw: bool) -> dict[str, np.ndarray]:
-    """Arrays of a part or of a previous final file, with `lengths` per clip."""
+def _read_source(path: Path, raw: bool, clips_per_chunk: int = 4096) -> Iterator[dict[str, np.ndarray]]:
+    """Arrays of a part or of a previous final file, with `lengths` per clip, `clips_per_chunk` clips at a
+    time (a previous final file can be far larger than memory allows)."""
     import h5py
 
     if path.suffix == ".npz":
         with np.load(path) as data:
-            return {key: data[key] for key in data.files}
+            yield {key: data[key] for key in data.files}
+        return
     with h5py.File(path, "r") as f:
         offsets = f["clip_offsets"][()]
-        arrays = {
-            "embedding": f["embedding"][()],
-            "timestamps": f["timestamps"][()],
-            "lengths": np.diff(offsets),
-            "video_id": np.array(f["video_id"].asstr()[()], dtype=str),
-            "duration": f["duration"][()],
-        }
-        if raw:
-            arrays["raw"] = f["raw"][()]
-        return arrays
+        for first in range(0, len(offsets) - 1, clips_per_chunk):
+            last = min(first + clips_per_chunk, len(offsets) - 1)
+            rows = slice(int(offsets[first]), int(offsets[last]))
+            arrays = {
+                "embedding": f["embedding"][rows],
+                "timestamps": f["timestamps"][rows],
+                "lengths": np.diff(offsets[first : last + 1]),
+                "video_id": np.array(f["video_id"].asstr()[first:last], dtype=str),
+                "duration": f["duration"][first:last],
+            }
+            if raw:
+                arrays["raw"] = f["raw"][rows]
+            yield arrays
 
 
 def _merge_hdf5(sources: Iterable[Path], dest: Path, *, raw: bool, attrs: Mapping[str, object]) -> None:
@@ -279,8 +284,7 @@ def _merge_hdf5(sources: Iterable[Path], dest: Path, *, raw: bool, attrs: Mappin
             )
         offsets = [0]
         seen: set[str] = set()
-        for source in sources:
-            arrays = _read_source(source, raw)
+        for arrays in (chunk for source in sources for chunk in _read_source(source, raw)):
             starts = np.concatenate([[0], np.cumsum(arrays["lengths"])])
             keep = [i for i, clip_id in enumerate(arrays["video_id"]) if str(clip_id) not in seen]
             seen.update(str(arrays["video_id"][i]) for i in keep)

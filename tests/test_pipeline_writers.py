@@ -1,0 +1,58 @@
+"""The HDF5 writer's merge of a previous output with new clips, read back in chunks (no model needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from pipeline import writers
+from pipeline.writers import ClipEmbeddings, HDF5Writer
+
+
+def _clip(clip_id: str, patches: int, seed: int) -> ClipEmbeddings:
+    rng = np.random.default_rng(seed)
+    return ClipEmbeddings(
+        clip_id=clip_id,
+        embedding=rng.integers(0, 256, (patches, 128), dtype=np.uint8),
+        raw=rng.standard_normal((patches, 128)).astype(np.float32),
+        timestamps=np.arange(patches) * 0.96,
+        duration=patches * 0.96,
+    )
+
+
+def _write(out: Path, clips: list[ClipEmbeddings]) -> None:
+    writer = HDF5Writer(out, raw=True, hop_seconds=0.96, checkpoint_status="synthetic")
+    for clip in clips:
+        writer.add(clip)
+        writer.checkpoint()
+    writer.finalize()
+    writer.close()
+
+
+def test_second_run_merges_the_previous_file_chunk_by_chunk(tmp_path: Path, monkeypatch) -> None:
+    first = [_clip(f"a{i}", patches=i + 1, seed=i) for i in range(7)]
+    later = [_clip(f"b{i}", patches=3, seed=100 + i) for i in range(3)]
+    _write(tmp_path, first)
+    chunk_sizes = []
+    original = writers._read_source
+
+    def small_chunks(path: Path, raw: bool, clips_per_chunk: int = 4096):
+        for chunk in original(path, raw, clips_per_chunk=3):
+            chunk_sizes.append(len(chunk["lengths"]))
+            yield chunk
+
+    monkeypatch.setattr(writers, "_read_source", small_chunks)
+    _write(tmp_path, [*later, first[2]])  # a repeated clip id is kept once
+    assert chunk_sizes[:3] == [3, 3, 1]  # the previous file: 7 clips in chunks of 3
+    with h5py.File(tmp_path / "embeddings.h5", "r") as f:
+        ids = list(f["video_id"].asstr()[()])
+        offsets = f["clip_offsets"][()]
+        assert ids == [c.clip_id for c in first + later]
+        for i, clip in enumerate(first + later):
+            rows = slice(offsets[i], offsets[i + 1])
+            np.testing.assert_array_equal(f["embedding"][rows], clip.embedding)
+            np.testing.assert_array_equal(f["raw"][rows], clip.raw)
+            np.testing.assert_array_equal(f["timestamps"][rows], clip.timestamps)
+            assert f["duration"][i] == clip.duration
