@@ -3,7 +3,9 @@
 A head file is one ``.npz`` (loaded with ``allow_pickle=False``) holding
   ``config``     a JSON string: {"format": "audiotag-head-v1", "name", "class_names", "members": [model
                  configs for :func:`classifier.models.build_model`], "info": {free-form provenance}};
-  ``m{i}/{j}``   member i's j-th weight array, in ``model.weights`` order (float16 or float32).
+  ``m{i}/{j}``   member i's j-th weight array, in ``model.weights`` order (float32, float16, or for
+                 "int8" heads: matrices as int8 with ``m{i}/{j}/scale`` float32 [columns], so that
+                 w = q * scale, and vectors as float16).
 A head with several members (an ensemble, or snapshots of one run) averages their probabilities.
 """
 
@@ -24,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 HEAD_FORMAT = "audiotag-head-v1"
 DEFAULT_HEAD = "audioset"
+WEIGHT_DTYPES = ("float32", "float16", "int8")
 
 
 class HeadError(ValueError):
@@ -113,7 +116,7 @@ class Head:
         return np.concatenate(outs).astype(np.float32)
 
     def save(self, path: str | os.PathLike[str], dtype: str = "float32") -> Path:
-        """Write the head atomically as one .npz (weights stored as ``dtype``: float32 or float16)."""
+        """Write the head atomically as one .npz (weights stored as ``dtype``: one of WEIGHT_DTYPES)."""
         weights = [[np.asarray(w) for w in m.weights] for m in self.members]
         return save_head(path, self.member_configs, weights, self.class_names, self.name, self.info, dtype)
 
@@ -121,20 +124,46 @@ class Head:
 def save_head(path: str | os.PathLike[str], member_configs: Sequence[dict],
               member_weights: Sequence[Sequence[np.ndarray]], class_names: Sequence[str], name: str,
               info: dict | None = None, dtype: str = "float32") -> Path:
-    """Write a head file from model configs and weight lists (``model.weights`` order) atomically."""
+    """Write a head file from model configs and weight lists (``model.weights`` order) atomically.
+
+    ``dtype`` "int8" quantizes every matrix per output column (symmetric, 127 levels: a quarter of the
+    float32 size) and keeps vectors (biases, batch-norm statistics) as float16.
+    """
     from classifier.train import save_npz_atomic
 
-    if dtype not in ("float32", "float16"):
-        raise ValueError(f"dtype must be float32 or float16, got {dtype!r}")
+    if dtype not in WEIGHT_DTYPES:
+        raise ValueError(f"dtype must be one of {WEIGHT_DTYPES}, got {dtype!r}")
     config = {"format": HEAD_FORMAT, "name": name, "class_names": list(class_names),
               "members": [dict(c) for c in member_configs], "info": dict(info or {})}
     arrays = {"config": np.array(json.dumps(config))}
     for i, weights in enumerate(member_weights):
         for j, w in enumerate(weights):
-            arrays[f"m{i}/{j}"] = np.asarray(w, dtype=dtype)
+            w = np.asarray(w, dtype=np.float32)
+            if dtype != "int8":
+                arrays[f"m{i}/{j}"] = w.astype(dtype)
+            elif w.ndim == 2:
+                arrays[f"m{i}/{j}"], arrays[f"m{i}/{j}/scale"] = quantize_columns(w)
+            else:
+                arrays[f"m{i}/{j}"] = w.astype(np.float16)
     path = Path(path)
     save_npz_atomic(path, arrays)
     return path
+
+
+def quantize_columns(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Matrix float32 [rows, cols] -> (int8 [rows, cols], scale float32 [cols]) with w ~ q * scale."""
+    scale = np.abs(w).max(axis=0) / 127.0
+    scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
+    return np.clip(np.rint(w / scale), -127, 127).astype(np.int8), scale
+
+
+def _stored_weight(arrays: dict[str, np.ndarray], key: str) -> np.ndarray | None:
+    """Weight ``key`` as float32 (dequantized when it has a scale), or None when absent."""
+    w = arrays.get(key)
+    if w is None:
+        return None
+    scale = arrays.get(f"{key}/scale")
+    return w.astype(np.float32) if scale is None else w.astype(np.float32) * scale.astype(np.float32)
 
 
 def combine_heads(heads: Sequence[Head], name: str, info: dict | None = None) -> Head:
@@ -173,12 +202,12 @@ def load_head(path: str | os.PathLike[str]) -> Head:
             model = build_model(**member)
         except (TypeError, ValueError) as exc:
             raise HeadError(f"{path}: member {i} has a bad model config ({exc})") from exc
-        weights = [arrays.get(f"m{i}/{j}") for j in range(len(model.weights))]
+        weights = [_stored_weight(arrays, f"m{i}/{j}") for j in range(len(model.weights))]
         shapes_ok = all(w is not None and w.shape == tuple(v.shape)
                         for w, v in zip(weights, model.weights, strict=True))
         if not shapes_ok or f"m{i}/{len(model.weights)}" in arrays:
             raise HeadError(f"{path}: member {i} weights do not match its {member.get('kind')!r} model")
-        model.set_weights([w.astype(np.float32) for w in weights])
+        model.set_weights(weights)
         members.append(model)
     if not members:
         raise HeadError(f"{path}: head has no members")

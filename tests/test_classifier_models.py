@@ -129,9 +129,28 @@ def test_head_round_trip_and_clip_api(tmp_path):
 
     half = load_head(head.save(tmp_path / "half.npz", dtype="float16"))
     np.testing.assert_allclose(half.predict_clips(clips), expected, atol=2e-3)
+    quarter_path = head.save(tmp_path / "int8.npz", dtype="int8")
+    with np.load(quarter_path, allow_pickle=False) as z:
+        assert z["m0/0"].dtype == np.int8 and z["m0/0/scale"].shape == (z["m0/0"].shape[1],)
+    quarter = load_head(quarter_path)
+    np.testing.assert_allclose(quarter.predict_clips(clips), expected, atol=2e-2)
+    assert not np.array_equal(quarter.predict_clips(clips), expected)
 
     frames = loaded.predict_frames(clips)
     assert [f.shape for f in frames] == [(10, C), (3, C), (1, C), (7, C)]
+
+
+def test_int8_columns_round_trip_within_half_a_step():
+    from classifier.pretrained import quantize_columns
+
+    w = np.random.default_rng(0).standard_normal((64, 5)).astype(np.float32)
+    w[:, 3] *= 1e-3  # a column of small weights keeps its own precision
+    w[:, 4] = 0.0  # an all-zero column stays exactly zero
+    q, scale = quantize_columns(w)
+    assert q.dtype == np.int8 and np.abs(q).max() == 127
+    err = np.abs(q * scale - w)
+    assert np.all(err <= scale / 2 + 1e-9)
+    assert err[:, 3].max() < 1e-4 and not err[:, 4].any()
 
 
 def test_frame_scores_come_from_decision_level_members():
