@@ -206,10 +206,12 @@ def test_load_head_errors_name_the_file(tmp_path):
 def test_shipped_head_scores_real_eval_clips_far_above_chance(audioset_dir):
     from classifier import load_pretrained
     from classifier.metrics import compute_metrics
+    from classifier.pretrained import heads_dir
     from classifier.readers import load_clipset
 
     head = load_pretrained()
     assert head.num_classes == 527 and head.class_names[0] == "Speech"
+    assert sum(p.stat().st_size for p in heads_dir().glob("*.npz")) <= 25e6  # the budget for shipped heads
     clips = load_clipset(sorted((audioset_dir / "eval").glob("*.tfrecord"))[:100])
     assert len(clips) >= 400
     probs = head.predict_clips(clips.clips())
