@@ -349,7 +349,11 @@ class _Extraction:
         try:
             while self.processes or self.pending_patches or self.in_flight:
                 self._collect()
-                if self.pending_patches >= self.options.batch_size and not self._cnn_busy():
+                if self.pending_patches >= self.options.batch_size:
+                    if self._cnn_busy():
+                        # A full batch waits already: stop reading the workers' queue until the CNN is
+                        # free, so that the bounded queue holds the workers back and memory stays flat.
+                        self._collect(wait=True)
                     self._submit_batch()
                     continue
                 busy = self.pending_patches or self.in_flight

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import signal
@@ -15,6 +16,7 @@ import pytest
 import soundfile as sf
 
 from pipeline.cli import EXIT_ERROR, EXIT_OK, EXIT_SOME_FAILED, main
+from vggish.audio_io import DEFAULT_BLOCK_FRAMES
 
 pytestmark = pytest.mark.slow
 
@@ -339,3 +341,44 @@ def test_ctrl_c_keeps_finished_clips_and_the_rerun_completes(
     with h5py.File(out / "embeddings.h5", "r") as f:
         assert sorted(f["video_id"].asstr()[()]) == [f"t{i}.wav" for i in range(6)]
         assert np.diff(f["clip_offsets"][()]).tolist() == [1] * 6
+
+
+def test_patches_waiting_for_the_cnn_stay_bounded(synthetic_checkpoint: Path, tmp_path: Path) -> None:
+    """Front end much faster than the CNN: the bounded worker queue, not this process's memory, absorbs it."""
+    import vggish
+    from pipeline import extract as extract_module
+
+    root = tmp_path / "in"
+    root.mkdir()
+    for i in range(6):
+        _write_tone(root / f"t{i}.wav", 30.0, freq=300.0 + 50 * i)
+
+    class SlowModel:
+        def __init__(self, model: vggish.VGGish):
+            self.model = model
+
+        def embed(self, examples: np.ndarray, batch_size: int) -> np.ndarray:
+            time.sleep(0.05)
+            return self.model.embed(examples, batch_size)
+
+        def postprocess(self, raw: np.ndarray) -> np.ndarray:
+            return self.model.postprocess(raw)
+
+    waiting = []
+    original_handle = extract_module._Extraction._handle
+
+    def watched_handle(self, message: tuple) -> None:
+        original_handle(self, message)
+        waiting.append(self.pending_patches)
+
+    from pipeline.inputs import collect_inputs
+
+    options = extract_module.ExtractOptions(out_dir=tmp_path / "out", format="npz", batch_size=4,
+                                            workers=2, progress=False)
+    with vggish.VGGish(synthetic_checkpoint) as model, pytest.MonkeyPatch.context() as mp:
+        mp.setattr(extract_module._Extraction, "_handle", watched_handle)
+        report = extract_module.extract(collect_inputs([str(root)]), SlowModel(model), options)
+    assert report.done == 6
+    # 6 x 31 patches in all; what waits stays within a batch plus one block of the front end's stream.
+    block_patches = math.ceil(DEFAULT_BLOCK_FRAMES / 16000 / 0.96) + 1
+    assert max(waiting) <= options.batch_size + block_patches, max(waiting)
