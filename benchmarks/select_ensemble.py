@@ -1,0 +1,87 @@
+"""Greedy ensemble selection on the held-out split, then eval mAP of every candidate and every step.
+
+    python benchmarks/select_ensemble.py RUN_DIR... [--budget-mb 24] [--shared ../shared]
+
+Each RUN_DIR is an `audiotag train` folder on AudioSet balanced_train (default held-out split). Every run
+enters as two candidates: its head.npz and its best single snapshot (by held-out mAP, from metrics.csv).
+Greedy forward selection adds the candidate that raises held-out mAP most (at most one per run, int8 size
+within the budget) until none does. Eval mAP is printed for every candidate and step but never used to
+choose. This is how data/heads/audioset.npz was chosen (see data/heads/MODEL_CARD.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+
+def single_snapshot_head(run: Path, out: Path):
+    """The run's best single evaluation-point snapshot as a Head, saved to `out`."""
+    from classifier.pretrained import load_head, save_head
+
+    with open(run / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    best = max(rows, key=lambda r: float(r["holdout_mAP"]))
+    head = load_head(run / "head.npz")
+    with np.load(run / "snapshots" / f"iter_{int(best['iteration']):06d}.npz") as z:
+        weights = [z[f"w/{j}"] for j in range(len(z.files))]
+    return load_head(save_head(out, head.member_configs[:1], [weights], head.class_names, out.stem))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("--budget-mb", type=float, default=24.0)
+    parser.add_argument("--shared", type=Path, default=Path("../shared"))
+    args = parser.parse_args()
+
+    from classifier.metrics import compute_metrics
+    from classifier.pretrained import load_head
+    from classifier.readers import load_clipset
+    from classifier.train import TrainConfig, split_holdout
+
+    release = args.shared / "data" / "audioset_v1_embeddings"
+    _, holdout = split_holdout(TrainConfig(), load_clipset(release / "bal_train"))
+    evaluation = load_clipset(release / "eval")
+    tmp = Path(tempfile.mkdtemp(prefix="select_ensemble_"))
+    candidates = {}  # name -> (run, members, int8 bytes, held-out probs, eval probs)
+    for run in args.runs:
+        for name, head in ((run.name, load_head(run / "head.npz")),
+                           (f"{run.name}_1s", single_snapshot_head(run, tmp / f"{run.name}_1s.npz"))):
+            size = head.save(tmp / f"{name}.int8.npz", dtype="int8").stat().st_size
+            candidates[name] = (run.name, len(head.members), size,
+                                head.predict_arrays(holdout.x, holdout.mask),
+                                head.predict_arrays(evaluation.x, evaluation.mask))
+            print(json.dumps({"candidate": name, "members": len(head.members),
+                              "int8_MB": round(size / 1e6, 2),
+                              "holdout_mAP": round(compute_metrics(holdout.y, candidates[name][3]).mAP, 4),
+                              "eval_mAP": round(compute_metrics(evaluation.y, candidates[name][4]).mAP, 4)}),
+                  flush=True)
+
+    def mixed(names: list[str], which: int) -> np.ndarray:  # members weigh equally, as in combine_heads
+        total = sum(candidates[n][1] for n in names)
+        return sum(candidates[n][which] * candidates[n][1] for n in names) / total
+
+    chosen: list[str] = []
+    best = -1.0
+    while True:
+        trials = [(compute_metrics(holdout.y, mixed([*chosen, n], 3)).mAP, n) for n, c in candidates.items()
+                  if all(candidates[m][0] != c[0] for m in chosen)
+                  and sum(candidates[m][2] for m in [*chosen, n]) <= args.budget_mb * 1e6]
+        if not trials or max(trials)[0] <= best:
+            break
+        best, name = max(trials)
+        chosen.append(name)
+        print(json.dumps({"step": chosen, "holdout_mAP": round(best, 4),
+                          "eval_mAP": round(compute_metrics(evaluation.y, mixed(chosen, 4)).mAP, 4),
+                          "int8_MB": round(sum(candidates[n][2] for n in chosen) / 1e6, 2)}), flush=True)
+    print("chosen:", " + ".join(chosen))
+
+
+if __name__ == "__main__":
+    main()
