@@ -162,8 +162,9 @@ def _stored_weight(arrays: dict[str, np.ndarray], key: str) -> np.ndarray | None
     w = arrays.get(key)
     if w is None:
         return None
-    scale = arrays.get(f"{key}/scale")
-    return w.astype(np.float32) if scale is None else w.astype(np.float32) * scale.astype(np.float32)
+    w = w.astype(np.float32)
+    scale = arrays.get(f"{key}/scale")  # float32 [columns], written by quantize_columns
+    return w if scale is None else w * scale
 
 
 def combine_heads(heads: Sequence[Head], name: str, info: dict | None = None) -> Head:
