@@ -70,7 +70,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--checkpoint-every", type=int, default=None)
     parser.add_argument("--snapshots", type=int, default=None, help="snapshots averaged into the head")
-    parser.add_argument("--mixup-alpha", type=float, default=None)
+    parser.add_argument("--mixup-alpha", type=float, default=None, help="mixup Beta(alpha, alpha); 0 = off")
+    parser.add_argument(
+        "--label-smoothing", type=float, default=None, help="targets become y(1 - s) + s/2; 0 = off"
+    )
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--no-progress", action="store_true")
 
@@ -113,6 +116,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, object]:
         "checkpoint_every",
         "snapshots",
         "mixup_alpha",
+        "label_smoothing",
         "seed",
     )
     values = {name: getattr(args, name) for name in names if getattr(args, name) is not None}

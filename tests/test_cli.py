@@ -168,3 +168,19 @@ def test_download_models_reports_a_failed_download_in_one_line(
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "network unreachable" in err
     assert "https://storage.googleapis.com/audioset/vggish_model.ckpt" in err and "--vggish-checkpoint" in err
+
+
+def test_train_options_map_onto_train_config_fields() -> None:
+    from dataclasses import fields
+
+    from classifier.train import TrainConfig
+    from pipeline.cli import build_parser
+    from pipeline.training import _overrides
+
+    args = build_parser().parse_args(
+        ["train", "features", "-o", "run", "--label-smoothing", "0.1", "--mixup-alpha", "0.3", "--seed", "2"]
+    )
+    overrides = _overrides(args)
+    assert overrides["label_smoothing"] == 0.1 and overrides["mixup_alpha"] == 0.3 and overrides["seed"] == 2
+    assert set(overrides) <= {f.name for f in fields(TrainConfig)}
+    assert "kind" not in overrides  # options left out keep TrainConfig's defaults
