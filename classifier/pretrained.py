@@ -2,11 +2,13 @@
 
 A head file is one ``.npz`` (loaded with ``allow_pickle=False``) holding
   ``config``     a JSON string: {"format": "audiotag-head-v1", "name", "class_names", "members": [model
-                 configs for :func:`classifier.models.build_model`], "info": {free-form provenance}};
+                 configs for :func:`classifier.models.build_model`], "combine": one of COMBINE_RULES
+                 (absent means "mean_probability"), "info": {free-form provenance}};
   ``m{i}/{j}``   member i's j-th weight array, in ``model.weights`` order (float32, float16, or for
                  "int8" heads: matrices as int8 with ``m{i}/{j}/scale`` float32 [columns], so that
                  w = q * scale, and vectors as float16).
-A head with several members (an ensemble, or snapshots of one run) averages their probabilities.
+A head with several members (an ensemble, or snapshots of one run) averages their probabilities
+("mean_probability") or their log-odds ("mean_logit": sigmoid of the mean logit of the clipped probabilities).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ logger = logging.getLogger(__name__)
 HEAD_FORMAT = "audiotag-head-v1"
 DEFAULT_HEAD = "audioset"
 WEIGHT_DTYPES = ("float32", "float16", "int8")
+COMBINE_RULES = ("mean_probability", "mean_logit")
+_LOGIT_EPS = 1e-7  # probabilities are clipped to [eps, 1 - eps] before taking log-odds
 
 
 class HeadError(ValueError):
@@ -44,18 +48,22 @@ def available_heads() -> list[str]:
 
 
 class Head:
-    """A trained classifier: one or more Keras models whose clip probabilities are averaged.
+    """A trained classifier: one or more Keras models whose clip probabilities are combined.
 
     ``members`` are models from :func:`classifier.models.build_model` with their configs in
-    ``member_configs``; ``class_names`` gives the C output classes in order.
+    ``member_configs``; ``class_names`` gives the C output classes in order; ``combine`` (one of
+    COMBINE_RULES) says how the members' probabilities are averaged.
     """
 
     def __init__(self, members: Sequence, member_configs: Sequence[dict], class_names: Sequence[str],
-                 name: str = "head", info: dict | None = None):
+                 name: str = "head", info: dict | None = None, combine: str = "mean_probability"):
         import tensorflow as tf
 
         if not members or len(members) != len(member_configs):
             raise ValueError("a head needs at least one member and one config per member")
+        if combine not in COMBINE_RULES:
+            raise ValueError(f"combine must be one of {COMBINE_RULES}, got {combine!r}")
+        self.combine = combine
         self.members = list(members)
         self.member_configs = [dict(c) for c in member_configs]
         self.class_names = list(class_names)
@@ -110,7 +118,7 @@ class Head:
         for i in range(0, len(x), batch_size):
             xb = np.asarray(x[i : i + batch_size], dtype=np.float32)
             mb = np.asarray(mask[i : i + batch_size], dtype=np.float32)
-            outs.append(np.mean([np.asarray(fn(xb, mb)) for fn in fns], axis=0, dtype=np.float32))
+            outs.append(combine_probabilities([np.asarray(fn(xb, mb)) for fn in fns], self.combine))
         if not outs:
             return np.zeros((0, self.num_classes), np.float32)
         return np.concatenate(outs).astype(np.float32)
@@ -118,12 +126,25 @@ class Head:
     def save(self, path: str | os.PathLike[str], dtype: str = "float32") -> Path:
         """Write the head atomically as one .npz (weights stored as ``dtype``: one of WEIGHT_DTYPES)."""
         weights = [[np.asarray(w) for w in m.weights] for m in self.members]
-        return save_head(path, self.member_configs, weights, self.class_names, self.name, self.info, dtype)
+        return save_head(path, self.member_configs, weights, self.class_names, self.name, self.info, dtype,
+                         self.combine)
+
+
+def combine_probabilities(probs: Sequence[np.ndarray], rule: str = "mean_probability") -> np.ndarray:
+    """Members' probabilities (each float32 [..., C], same shape) -> one float32 array by ``rule``."""
+    stacked = np.stack([np.asarray(p, np.float32) for p in probs])
+    if rule == "mean_probability":
+        return stacked.mean(axis=0, dtype=np.float32)
+    if rule == "mean_logit":
+        p = np.clip(stacked.astype(np.float64), _LOGIT_EPS, 1 - _LOGIT_EPS)
+        logit = (np.log(p) - np.log1p(-p)).mean(axis=0)
+        return (1 / (1 + np.exp(-logit))).astype(np.float32)
+    raise ValueError(f"combine rule must be one of {COMBINE_RULES}, got {rule!r}")
 
 
 def save_head(path: str | os.PathLike[str], member_configs: Sequence[dict],
               member_weights: Sequence[Sequence[np.ndarray]], class_names: Sequence[str], name: str,
-              info: dict | None = None, dtype: str = "float32") -> Path:
+              info: dict | None = None, dtype: str = "float32", combine: str = "mean_probability") -> Path:
     """Write a head file from model configs and weight lists (``model.weights`` order) atomically.
 
     ``dtype`` "int8" quantizes every matrix per output column (symmetric, 127 levels: a quarter of the
@@ -133,8 +154,10 @@ def save_head(path: str | os.PathLike[str], member_configs: Sequence[dict],
 
     if dtype not in WEIGHT_DTYPES:
         raise ValueError(f"dtype must be one of {WEIGHT_DTYPES}, got {dtype!r}")
+    if combine not in COMBINE_RULES:
+        raise ValueError(f"combine must be one of {COMBINE_RULES}, got {combine!r}")
     config = {"format": HEAD_FORMAT, "name": name, "class_names": list(class_names),
-              "members": [dict(c) for c in member_configs], "info": dict(info or {})}
+              "members": [dict(c) for c in member_configs], "combine": combine, "info": dict(info or {})}
     arrays = {"config": np.array(json.dumps(config))}
     for i, weights in enumerate(member_weights):
         for j, w in enumerate(weights):
@@ -167,8 +190,10 @@ def _stored_weight(arrays: dict[str, np.ndarray], key: str) -> np.ndarray | None
     return w if scale is None else w * scale
 
 
-def combine_heads(heads: Sequence[Head], name: str, info: dict | None = None) -> Head:
-    """One head averaging all members of ``heads`` (an ensemble); they must share their class list.
+def combine_heads(heads: Sequence[Head], name: str, info: dict | None = None,
+                  combine: str = "mean_probability") -> Head:
+    """One head averaging all members of ``heads`` by ``combine`` (an ensemble); they must share their
+    class list. Every member weighs the same, so a 2-snapshot head counts twice.
 
     ``info`` records provenance; each source head's name and info are kept under ``info["sources"]``.
     """
@@ -179,7 +204,7 @@ def combine_heads(heads: Sequence[Head], name: str, info: dict | None = None) ->
             raise HeadError(f"cannot combine head {head.name!r}: its classes differ from {heads[0].name!r}")
     sources = [{"name": h.name, "info": h.info} for h in heads]
     return Head([m for h in heads for m in h.members], [c for h in heads for c in h.member_configs],
-                heads[0].class_names, name, dict(info or {}) | {"sources": sources})
+                heads[0].class_names, name, dict(info or {}) | {"sources": sources}, combine)
 
 
 def load_head(path: str | os.PathLike[str]) -> Head:
@@ -212,9 +237,13 @@ def load_head(path: str | os.PathLike[str]) -> Head:
         members.append(model)
     if not members:
         raise HeadError(f"{path}: head has no members")
+    combine = config.get("combine", "mean_probability")
+    if combine not in COMBINE_RULES:
+        raise HeadError(f"{path}: unknown combine rule {combine!r} (expected one of {COMBINE_RULES})")
     logger.info("loaded head %r (%d member(s), %d classes) from %s",
                 config["name"], len(members), len(config["class_names"]), path)
-    return Head(members, config["members"], config["class_names"], config["name"], config.get("info"))
+    return Head(members, config["members"], config["class_names"], config["name"], config.get("info"),
+                combine)
 
 
 def load_pretrained(name: str | None = None) -> Head:

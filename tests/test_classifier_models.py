@@ -181,6 +181,43 @@ def test_combine_heads_averages_all_members(tmp_path):
         combine_heads([a, other], "bad")
 
 
+def test_mean_logit_combination_averages_log_odds_and_survives_saving(tmp_path):
+    from classifier.pretrained import combine_heads, combine_probabilities
+
+    p = np.array([[0.9, 0.5, 1.0]], np.float32)
+    q = np.array([[0.5, 0.1, 0.0]], np.float32)
+    np.testing.assert_allclose(combine_probabilities([p, q]), [[0.7, 0.3, 0.5]], rtol=1e-6)
+    odds = np.sqrt(9.0 * 1.0)  # odds 9:1 and 1:1 -> geometric mean 3:1
+    np.testing.assert_allclose(combine_probabilities([p, q], "mean_logit")[0, :2], [odds / (1 + odds), 0.25],
+                               rtol=1e-6)
+    assert combine_probabilities([p, q], "mean_logit")[0, 2] == pytest.approx(0.5)  # saturated: clipped
+    with pytest.raises(ValueError, match="combine rule"):
+        combine_probabilities([p], "median")
+
+    names = [str(i) for i in range(C)]
+    a = Head([_tiny("single_attention", 0)], [_member_config("single_attention")], names, name="a")
+    b = Head([_tiny("max", 1)], [_member_config("max")], names, name="b")
+    clips = [np.full((5, 128), 90, np.uint8), np.full((10, 128), 200, np.uint8)]
+    both = combine_heads([a, b], "ab", combine="mean_logit")
+    path = both.save(tmp_path / "ab.npz", dtype="float32")
+    loaded = load_head(path)
+    assert loaded.combine == "mean_logit"
+    expected = combine_probabilities([a.predict_clips(clips), b.predict_clips(clips)], "mean_logit")
+    np.testing.assert_allclose(loaded.predict_clips(clips), expected, rtol=1e-6)
+    assert not np.allclose(expected, combine_heads([a, b], "ab").predict_clips(clips))
+
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    config = json.loads(str(arrays["config"]))
+    del config["combine"]  # heads written before the rule existed average probabilities
+    np.savez(tmp_path / "old.npz", **(arrays | {"config": np.array(json.dumps(config))}))
+    assert load_head(tmp_path / "old.npz").combine == "mean_probability"
+    config["combine"] = "median"
+    np.savez(tmp_path / "odd.npz", **(arrays | {"config": np.array(json.dumps(config))}))
+    with pytest.raises(HeadError, match=r"odd\.npz: unknown combine rule"):
+        load_head(tmp_path / "odd.npz")
+
+
 def test_predict_clips_rejects_bad_shapes():
     head = Head([_tiny("average")], [_member_config("average")], [str(i) for i in range(C)])
     for bad in (np.zeros((0, 128), np.uint8), np.zeros((11, 128), np.uint8), np.zeros((3, 64), np.uint8)):
