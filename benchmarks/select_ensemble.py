@@ -1,12 +1,14 @@
 """Greedy ensemble selection on the held-out split, then eval mAP of every candidate and every step.
 
-    python benchmarks/select_ensemble.py RUN_DIR... [--budget-mb 24] [--shared ../shared]
+    python benchmarks/select_ensemble.py RUN_DIR... [--budget-mb 25] [--combine both] [--shared ../shared]
 
 Each RUN_DIR is an `audiotag train` folder on AudioSet balanced_train (default held-out split). Every run
 enters as two candidates: its head.npz and its best single snapshot (by held-out mAP, from metrics.csv).
 Greedy forward selection adds the candidate that raises held-out mAP most (at most one per run, int8 size
-within the budget) until none does. Eval mAP is printed for every candidate and step but never used to
-choose. This is how data/heads/audioset.npz was chosen (see data/heads/MODEL_CARD.md).
+within the budget) until none does. It runs once per combination rule (mean probability, mean logit; see
+classifier.pretrained.COMBINE_RULES) and keeps the rule whose final ensemble scores higher on held-out.
+Eval mAP is printed for every candidate and step but never used to choose. This is how
+data/heads/audioset.npz was chosen (see data/heads/MODEL_CARD.md).
 """
 
 from __future__ import annotations
@@ -33,15 +35,26 @@ def single_snapshot_head(run: Path, out: Path):
     return load_head(save_head(out, head.member_configs[:1], [weights], head.class_names, out.stem))
 
 
+def member_predictions(head, x: np.ndarray, mask: np.ndarray) -> list[np.ndarray]:
+    """Clip probabilities float32 [N, C] of each member of `head` on its own."""
+    from classifier.pretrained import Head
+
+    return [Head([m], [c], head.class_names).predict_arrays(x, mask)
+            for m, c in zip(head.members, head.member_configs, strict=True)]
+
+
 def main() -> None:
+    from classifier.pretrained import COMBINE_RULES
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path)
-    parser.add_argument("--budget-mb", type=float, default=24.0)
+    parser.add_argument("--budget-mb", type=float, default=25.0, help="int8 size limit (units of 1e6 bytes)")
+    parser.add_argument("--combine", choices=(*COMBINE_RULES, "both"), default="both")
     parser.add_argument("--shared", type=Path, default=Path("../shared"))
     args = parser.parse_args()
 
     from classifier.metrics import compute_metrics
-    from classifier.pretrained import load_head
+    from classifier.pretrained import combine_probabilities, load_head
     from classifier.readers import load_clipset
     from classifier.train import TrainConfig, split_holdout
 
@@ -49,38 +62,41 @@ def main() -> None:
     _, holdout = split_holdout(TrainConfig(), load_clipset(release / "bal_train"))
     evaluation = load_clipset(release / "eval")
     tmp = Path(tempfile.mkdtemp(prefix="select_ensemble_"))
-    candidates = {}  # name -> (run, members, int8 bytes, held-out probs, eval probs)
+    candidates = {}  # name -> (run, int8 bytes, held-out member probs, eval member probs)
     for run in args.runs:
         for name, head in ((run.name, load_head(run / "head.npz")),
                            (f"{run.name}_1s", single_snapshot_head(run, tmp / f"{run.name}_1s.npz"))):
             size = head.save(tmp / f"{name}.int8.npz", dtype="int8").stat().st_size
-            candidates[name] = (run.name, len(head.members), size,
-                                head.predict_arrays(holdout.x, holdout.mask),
-                                head.predict_arrays(evaluation.x, evaluation.mask))
-            print(json.dumps({"candidate": name, "members": len(head.members),
-                              "int8_MB": round(size / 1e6, 2),
-                              "holdout_mAP": round(compute_metrics(holdout.y, candidates[name][3]).mAP, 4),
-                              "eval_mAP": round(compute_metrics(evaluation.y, candidates[name][4]).mAP, 4)}),
-                  flush=True)
+            candidates[name] = (run.name, size, member_predictions(head, holdout.x, holdout.mask),
+                                member_predictions(head, evaluation.x, evaluation.mask))
+            holdout_map = compute_metrics(holdout.y, np.mean(candidates[name][2], axis=0)).mAP
+            eval_map = compute_metrics(evaluation.y, np.mean(candidates[name][3], axis=0)).mAP
+            row = {"candidate": name, "members": len(head.members), "int8_MB": round(size / 1e6, 2),
+                   "holdout_mAP": round(holdout_map, 4), "eval_mAP": round(eval_map, 4)}
+            print(json.dumps(row), flush=True)
 
-    def mixed(names: list[str], which: int) -> np.ndarray:  # members weigh equally, as in combine_heads
-        total = sum(candidates[n][1] for n in names)
-        return sum(candidates[n][which] * candidates[n][1] for n in names) / total
+    def mixed(names: list[str], which: int, rule: str) -> np.ndarray:  # every member weighs the same
+        return combine_probabilities([p for n in names for p in candidates[n][which]], rule)
 
-    chosen: list[str] = []
-    best = -1.0
-    while True:
-        trials = [(compute_metrics(holdout.y, mixed([*chosen, n], 3)).mAP, n) for n, c in candidates.items()
-                  if all(candidates[m][0] != c[0] for m in chosen)
-                  and sum(candidates[m][2] for m in [*chosen, n]) <= args.budget_mb * 1e6]
-        if not trials or max(trials)[0] <= best:
-            break
-        best, name = max(trials)
-        chosen.append(name)
-        print(json.dumps({"step": chosen, "holdout_mAP": round(best, 4),
-                          "eval_mAP": round(compute_metrics(evaluation.y, mixed(chosen, 4)).mAP, 4),
-                          "int8_MB": round(sum(candidates[n][2] for n in chosen) / 1e6, 2)}), flush=True)
-    print("chosen:", " + ".join(chosen))
+    finals = []
+    for rule in COMBINE_RULES if args.combine == "both" else (args.combine,):
+        chosen: list[str] = []
+        best = -1.0
+        while True:
+            trials = [(compute_metrics(holdout.y, mixed([*chosen, n], 2, rule)).mAP, n)
+                      for n, c in candidates.items()
+                      if all(candidates[m][0] != c[0] for m in chosen)
+                      and sum(candidates[m][1] for m in [*chosen, n]) <= args.budget_mb * 1e6]
+            if not trials or max(trials)[0] <= best:
+                break
+            best, name = max(trials)
+            chosen.append(name)
+            print(json.dumps({"combine": rule, "step": chosen, "holdout_mAP": round(best, 4),
+                              "eval_mAP": round(compute_metrics(evaluation.y, mixed(chosen, 3, rule)).mAP, 4),
+                              "int8_MB": round(sum(candidates[n][1] for n in chosen) / 1e6, 2)}), flush=True)
+        finals.append((best, rule, chosen))
+    best, rule, chosen = max(finals)
+    print(f"chosen ({rule}, held-out mAP {best:.4f}):", " + ".join(chosen))
 
 
 if __name__ == "__main__":
