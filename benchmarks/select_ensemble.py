@@ -1,6 +1,6 @@
 """Greedy ensemble selection on the held-out split, then eval mAP of every candidate and every step.
 
-    python benchmarks/select_ensemble.py RUN_DIR... [--budget-mb 25] [--combine both] [--shared ../shared]
+    python benchmarks/select_ensemble.py RUN_DIR... [--budget-mb 25] [--combine both] [--cache DIR]
 
 Each RUN_DIR is an `audiotag train` folder on AudioSet balanced_train (default held-out split). Every run
 enters as two candidates: its head.npz and its best single snapshot (by held-out mAP, from metrics.csv).
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import tempfile
 from pathlib import Path
@@ -43,6 +44,24 @@ def member_predictions(head, x: np.ndarray, mask: np.ndarray) -> list[np.ndarray
             for m, c in zip(head.members, head.member_configs, strict=True)]
 
 
+def cached_predictions(head, cache: Path | None, holdout, evaluation) -> tuple[np.ndarray, np.ndarray]:
+    """Member predictions [members, N, C] on held-out and eval, reused from `cache` (keyed by the weights)."""
+    digest = hashlib.sha256()
+    for member in head.members:
+        for w in member.weights:
+            digest.update(np.asarray(w).tobytes())
+    path = cache / f"{digest.hexdigest()[:24]}.npz" if cache else None
+    if path is not None and path.is_file():
+        with np.load(path) as z:
+            return z["holdout"], z["eval"]
+    found = (np.stack(member_predictions(head, holdout.x, holdout.mask)),
+             np.stack(member_predictions(head, evaluation.x, evaluation.mask)))
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, holdout=found[0], eval=found[1])
+    return found
+
+
 def main() -> None:
     from classifier.pretrained import COMBINE_RULES
 
@@ -51,6 +70,7 @@ def main() -> None:
     parser.add_argument("--budget-mb", type=float, default=25.0, help="int8 size limit (units of 1e6 bytes)")
     parser.add_argument("--combine", choices=(*COMBINE_RULES, "both"), default="both")
     parser.add_argument("--shared", type=Path, default=Path("../shared"))
+    parser.add_argument("--cache", type=Path, default=None, help="folder reusing member predictions")
     args = parser.parse_args()
 
     from classifier.metrics import compute_metrics
@@ -67,8 +87,7 @@ def main() -> None:
         for name, head in ((run.name, load_head(run / "head.npz")),
                            (f"{run.name}_1s", single_snapshot_head(run, tmp / f"{run.name}_1s.npz"))):
             size = head.save(tmp / f"{name}.int8.npz", dtype="int8").stat().st_size
-            candidates[name] = (run.name, size, member_predictions(head, holdout.x, holdout.mask),
-                                member_predictions(head, evaluation.x, evaluation.mask))
+            candidates[name] = (run.name, size, *cached_predictions(head, args.cache, holdout, evaluation))
             holdout_map = compute_metrics(holdout.y, np.mean(candidates[name][2], axis=0)).mAP
             eval_map = compute_metrics(evaluation.y, np.mean(candidates[name][3], axis=0)).mAP
             row = {"candidate": name, "members": len(head.members), "int8_MB": round(size / 1e6, 2),
