@@ -155,10 +155,13 @@ def _trajectory_key(config_json: str) -> dict:
     """The settings that determine the weights at a given iteration.
 
     ``snapshots`` only affects head selection, and with a constant learning rate ``iterations`` only says
-    where to stop, so a finished run can be extended by raising it and rerunning.
+    where to stop, so a finished run can be extended by raising it and rerunning. ``out_dir`` and
+    ``progress`` do not touch the weights: a run folder can be moved, and resumed with or without a bar.
     """
     config = json.loads(config_json)
-    ignored = {"snapshots"} | ({"iterations"} if config.get("lr_schedule") == "constant" else set())
+    ignored = {"snapshots", "out_dir", "progress"}
+    if config.get("lr_schedule") == "constant":
+        ignored.add("iterations")
     return {k: v for k, v in config.items() if k not in ignored}
 
 

@@ -195,8 +195,10 @@ def test_constant_lr_run_can_be_extended(tmp_path):
     straight = Trainer(straight_cfg, train_set, holdout)
     straight.run()
     Trainer(_config(tmp_path / "b", iterations=4, eval_every=2, checkpoint_every=2), train_set, holdout).run()
-    extended = Trainer(_config(tmp_path / "b", iterations=6, eval_every=2, checkpoint_every=2, snapshots=2),
-                       train_set, holdout)
+    (tmp_path / "b").rename(tmp_path / "moved")  # a moved run folder resumes, with or without a progress bar
+    moved_cfg = _config(tmp_path / "moved", iterations=6, eval_every=2, checkpoint_every=2, snapshots=2,
+                        progress=True)
+    extended = Trainer(moved_cfg, train_set, holdout)
     extended.run()
     assert [r["iteration"] for r in extended.history] == [2, 4, 6]
     for a, b in zip(straight.model.variables, extended.model.variables, strict=True):
