@@ -23,16 +23,16 @@ from pathlib import Path
 import numpy as np
 
 
-def single_snapshot_head(run: Path, out: Path):
-    """The run's best single evaluation-point snapshot as a Head, saved to `out`."""
+def single_snapshot_head(run: Path, head, out: Path):
+    """The run's best single evaluation-point snapshot (`head` is the run's head.npz) as a Head, saved to
+    `out`."""
     from classifier.pretrained import load_head, save_head
+    from classifier.train import load_snapshot
 
     with open(run / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     best = max(rows, key=lambda r: float(r["holdout_mAP"]))
-    head = load_head(run / "head.npz")
-    with np.load(run / "snapshots" / f"iter_{int(best['iteration']):06d}.npz") as z:
-        weights = [z[f"w/{j}"] for j in range(len(z.files))]
+    weights = load_snapshot(run, int(best["iteration"]))
     return load_head(save_head(out, head.member_configs[:1], [weights], head.class_names, out.stem))
 
 
@@ -84,8 +84,9 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="select_ensemble_"))
     candidates = {}  # name -> (run, int8 bytes, held-out member probs, eval member probs)
     for run in args.runs:
-        for name, head in ((run.name, load_head(run / "head.npz")),
-                           (f"{run.name}_1s", single_snapshot_head(run, tmp / f"{run.name}_1s.npz"))):
+        run_head = load_head(run / "head.npz")
+        best_single = single_snapshot_head(run, run_head, tmp / f"{run.name}_1s.npz")
+        for name, head in ((run.name, run_head), (f"{run.name}_1s", best_single)):
             size = head.save(tmp / f"{name}.int8.npz", dtype="int8").stat().st_size
             candidates[name] = (run.name, size, *cached_predictions(head, args.cache, holdout, evaluation))
             holdout_map = compute_metrics(holdout.y, np.mean(candidates[name][2], axis=0)).mAP

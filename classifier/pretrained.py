@@ -61,9 +61,7 @@ class Head:
 
         if not members or len(members) != len(member_configs):
             raise ValueError("a head needs at least one member and one config per member")
-        if combine not in COMBINE_RULES:
-            raise ValueError(f"combine must be one of {COMBINE_RULES}, got {combine!r}")
-        self.combine = combine
+        self.combine = _checked_rule(combine)
         self.members = list(members)
         self.member_configs = [dict(c) for c in member_configs]
         self.class_names = list(class_names)
@@ -133,13 +131,18 @@ class Head:
 def combine_probabilities(probs: Sequence[np.ndarray], rule: str = "mean_probability") -> np.ndarray:
     """Members' probabilities (each float32 [..., C], same shape) -> one float32 array by ``rule``."""
     stacked = np.stack([np.asarray(p, np.float32) for p in probs])
-    if rule == "mean_probability":
+    if _checked_rule(rule) == "mean_probability":
         return stacked.mean(axis=0, dtype=np.float32)
-    if rule == "mean_logit":
-        p = np.clip(stacked.astype(np.float64), _LOGIT_EPS, 1 - _LOGIT_EPS)
-        logit = (np.log(p) - np.log1p(-p)).mean(axis=0)
-        return (1 / (1 + np.exp(-logit))).astype(np.float32)
-    raise ValueError(f"combine rule must be one of {COMBINE_RULES}, got {rule!r}")
+    p = np.clip(stacked.astype(np.float64), _LOGIT_EPS, 1 - _LOGIT_EPS)
+    logit = (np.log(p) - np.log1p(-p)).mean(axis=0)
+    return (1 / (1 + np.exp(-logit))).astype(np.float32)
+
+
+def _checked_rule(rule: str) -> str:
+    """``rule`` if it is one of COMBINE_RULES; ValueError otherwise."""
+    if rule not in COMBINE_RULES:
+        raise ValueError(f"combine rule must be one of {COMBINE_RULES}, got {rule!r}")
+    return rule
 
 
 def save_head(path: str | os.PathLike[str], member_configs: Sequence[dict],
@@ -154,10 +157,9 @@ def save_head(path: str | os.PathLike[str], member_configs: Sequence[dict],
 
     if dtype not in WEIGHT_DTYPES:
         raise ValueError(f"dtype must be one of {WEIGHT_DTYPES}, got {dtype!r}")
-    if combine not in COMBINE_RULES:
-        raise ValueError(f"combine must be one of {COMBINE_RULES}, got {combine!r}")
     config = {"format": HEAD_FORMAT, "name": name, "class_names": list(class_names),
-              "members": [dict(c) for c in member_configs], "combine": combine, "info": dict(info or {})}
+              "members": [dict(c) for c in member_configs], "combine": _checked_rule(combine),
+              "info": dict(info or {})}
     arrays = {"config": np.array(json.dumps(config))}
     for i, weights in enumerate(member_weights):
         for j, w in enumerate(weights):

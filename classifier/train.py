@@ -21,6 +21,7 @@ import dataclasses
 import io
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -269,7 +270,7 @@ class Trainer:
             save_npy = self.out_dir / "holdout_preds" / f"iter_{it:06d}.npy"
             _atomic_write(save_npy, lambda f: np.save(f, probs.astype(np.float16)))
         weights = {f"w/{i}": np.asarray(v) for i, v in enumerate(self.model.weights)}
-        save_npz_atomic(self.out_dir / "snapshots" / f"iter_{it:06d}.npz", weights)
+        save_npz_atomic(snapshot_path(self.out_dir, it), weights)
         self.history.append(row)
         logger.info("iteration %d: loss %.4f held-out mAP %.4f", it, train_loss, row["holdout_mAP"])
 
@@ -342,6 +343,17 @@ def split_holdout(config: TrainConfig, data: ClipSet) -> tuple[ClipSet, ClipSet 
     return data.subset(train_idx), data.subset(holdout_idx)
 
 
+def snapshot_path(out_dir: str | os.PathLike[str], iteration: int) -> Path:
+    """File of a run's model weights at ``iteration`` (written at every evaluation point)."""
+    return Path(out_dir) / "snapshots" / f"iter_{iteration:06d}.npz"
+
+
+def load_snapshot(out_dir: str | os.PathLike[str], iteration: int) -> list[np.ndarray]:
+    """A run's model weights at ``iteration``, in ``model.weights`` order."""
+    with np.load(snapshot_path(out_dir, iteration), allow_pickle=False) as z:
+        return [z[f"w/{j}"] for j in range(len(z.files))]
+
+
 def select_snapshots(
     config: TrainConfig, history: list[dict], holdout: ClipSet | None
 ) -> tuple[list[int], float]:
@@ -375,10 +387,7 @@ def train_clipset(config: TrainConfig, data: ClipSet) -> Path:
     trainer.run()
     chosen, holdout_map = select_snapshots(config, trainer.history, holdout)
     out_dir = Path(config.out_dir)
-    weights = []
-    for it in chosen:
-        with np.load(out_dir / "snapshots" / f"iter_{it:06d}.npz", allow_pickle=False) as z:
-            weights.append([z[f"w/{j}"] for j in range(len(z.files))])
+    weights = [load_snapshot(out_dir, it) for it in chosen]
     info = {
         "train_config": dataclasses.asdict(config) | {"progress": None},
         "snapshot_iterations": chosen,
