@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from classifier.atomic import atomic_output
 from classifier.clipset import EMBEDDING_SIZE, MAX_FRAMES, ClipSet, pad_clips
 from classifier.labels import ClassLabels, LabelsError, load_class_labels, read_labels_csv
+from safeio.atomic import atomic_output
 
 logger = logging.getLogger(__name__)
 

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import numpy as np
 
-from classifier.atomic import atomic_output
 from classifier.metrics import Metrics
+from safeio.atomic import atomic_output
 
 PER_CLASS_FIELDS = ("index", "mid", "name", "train_count", "n_eval_positives", "AP", "AUC")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> Path:
-    """Write data to path atomically and durably (classifier.atomic)."""
+    """Write data to path atomically and durably (safeio.atomic)."""
     with atomic_output(path) as tmp:
         tmp.write_bytes(data)
     return path

@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from classifier.atomic import atomic_output
 from classifier.clipset import ClipSet
 from classifier.sampling import BalancedSampler, holdout_split
+from safeio.atomic import atomic_output
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Writers for AudioSet-format embeddings: Kong's HDF5 layout, sharded TFRecords in the release's
 SequenceExample format, and `pack_features`, which converts between them (`audiotag pack-features`).
 
-All outputs appear atomically (classifier.atomic).
+All outputs appear atomically (safeio.atomic).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-from classifier.atomic import atomic_output, temp_path_for
 from classifier.clipset import EMBEDDING_SIZE, MAX_FRAMES, ClipSet
 from classifier.readers import (
     HDF5_SUFFIXES,
@@ -24,6 +23,7 @@ from classifier.readers import (
     ReaderError,
     labelled_batches,
 )
+from safeio.atomic import atomic_output, temp_path_for
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from classifier.atomic import atomic_write_text
+from safeio.atomic import atomic_write_text
 
 ERRORS_NAME = "errors.tsv"
 HEADER = "path\tclip_id\treason\n"

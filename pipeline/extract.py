@@ -31,12 +31,12 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from classifier.atomic import atomic_write_text
 from pipeline import frontend
 from pipeline.errorlog import ErrorLog
 from pipeline.errors import PipelineError
 from pipeline.inputs import AudioInput
 from pipeline.writers import FORMATS, STATE_DIR, ClipEmbeddings, Writer, open_writer, remove_stale_temporaries
+from safeio.atomic import atomic_write_text
 
 logger = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ import os
 
 import numpy as np
 
-from classifier.atomic import atomic_output
 from pipeline.tagger import TagResult
+from safeio.atomic import atomic_output
 
 PLOT_SIZE_INCHES = (10.0, 6.0)
 PLOT_DPI = 100  # so the PNG is 1000 x 600 pixels

@@ -1,6 +1,6 @@
 """Output writers of `audiotag extract`: sharded TFRecords, one HDF5 file, or one npz per input.
 
-Every writer makes its outputs durable and atomic (classifier.atomic), and can say which clips are already
+Every writer makes its outputs durable and atomic (safeio.atomic), and can say which clips are already
 finished in an output folder, so an interrupted run resumes where it stopped:
 - tfrecord: clip i of the run's sorted input list goes to shard i // files_per_shard; a shard is written
   (temp name, fsync, rename) as soon as all its clips are embedded or failed. An existing shard means all
@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from classifier.atomic import atomic_output
 from classifier.writers import sequence_example
+from safeio.atomic import atomic_output
 
 logger = logging.getLogger(__name__)
 

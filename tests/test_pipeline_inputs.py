@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from classifier.atomic import atomic_output, temp_path_for
 from pipeline.errorlog import HEADER, ErrorLog
 from pipeline.errors import PipelineError
 from pipeline.inputs import collect_inputs
 from pipeline.writers import ClipEmbeddings, HDF5Writer, NpzWriter
+from safeio.atomic import atomic_output, temp_path_for
 
 
 def _touch(path: Path, text: str = "x") -> Path:
