@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
@@ -82,20 +83,43 @@ def iter_mono_blocks(path: str | Path, block_frames: int = DEFAULT_BLOCK_FRAMES)
     if block_frames < 1:
         raise ValueError(f"block_frames must be positive, got {block_frames}")
     with _open(path) as handle:
-        pcm16 = handle.subtype == "PCM_16"
-        total = 0
-        while True:
-            try:
-                block = handle.read(block_frames, dtype="int16" if pcm16 else "float64", always_2d=True)
-            except (sf.LibsndfileError, RuntimeError) as exc:
-                raise AudioFileError(path, f"decoding failed after {total} frames ({exc})") from exc
-            if len(block) == 0:
-                break
-            total += len(block)
-            mono = to_mono(block)
-            yield mono / PCM16_SCALE if pcm16 else mono
+        yield from iter_handle_blocks(handle, path, block_frames)
+
+
+def open_stream(source: int | BinaryIO, label: str) -> sf.SoundFile:
+    """Open an audio stream that cannot be checked as a path: a file descriptor (pipes work for WAV and
+    Ogg, libsndfile reads them without seeking) or a file-like object. Raises AudioFileError naming
+    `label`."""
+    try:
+        handle = sf.SoundFile(source, closefd=False) if isinstance(source, int) else sf.SoundFile(source)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        reason = getattr(exc, "error_string", None) or exc
+        raise AudioFileError(label, f"not a readable audio stream, or corrupt ({reason})") from exc
+    if handle.channels < 1 or handle.samplerate < 1:
+        handle.close()
+        raise AudioFileError(label, f"invalid stream: {handle.channels} channels at {handle.samplerate} Hz")
+    return handle
+
+
+def iter_handle_blocks(
+    handle: sf.SoundFile, label: str | Path, block_frames: int = DEFAULT_BLOCK_FRAMES
+) -> Iterator[np.ndarray]:
+    """Decode an open SoundFile block by block into float64 mono arrays (PCM-16 exactly as int16 / 32768),
+    as iter_mono_blocks does for a path. Raises AudioFileError naming `label`."""
+    pcm16 = handle.subtype == "PCM_16"
+    total = 0
+    while True:
+        try:
+            block = handle.read(block_frames, dtype="int16" if pcm16 else "float64", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            raise AudioFileError(label, f"decoding failed after {total} frames ({exc})") from exc
+        if len(block) == 0:
+            break
+        total += len(block)
+        mono = to_mono(block)
+        yield mono / PCM16_SCALE if pcm16 else mono
     if total == 0:
-        raise AudioFileError(path, "contains no audio samples")
+        raise AudioFileError(label, "contains no audio samples")
 
 
 def read_mono(path: str | Path) -> tuple[np.ndarray, int]:

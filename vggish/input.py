@@ -8,7 +8,7 @@ pad_short=False, which gives the reference's behaviour: no examples.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -70,11 +70,24 @@ def iter_file_examples(
     [n_i, 96, 64] arrays whose concatenation equals wavfile_to_examples(path): exactly at 16 kHz;
     when resampling, the 16 kHz samples agree to ~1e-11 and the float32 log-mel to within its
     rounding (tested <= 1e-5). Memory does not grow with the file's length."""
-    hop = framing.hop_frames(hop_seconds)
     sample_rate = audio_io.audio_info(path).sample_rate
-    chunks = resample.resample_stream(audio_io.iter_mono_blocks(path, block_frames), sample_rate)
+    yield from iter_block_examples(
+        audio_io.iter_mono_blocks(path, block_frames), sample_rate, str(path),
+        hop_seconds=hop_seconds, pad_short=pad_short,
+    )
+
+
+def iter_block_examples(
+    blocks: Iterable[np.ndarray], sample_rate: int, label: str = "stream", *,
+    hop_seconds: float = params.EXAMPLE_HOP_SECONDS, pad_short: bool = True,
+) -> Iterator[np.ndarray]:
+    """Float64 mono sample blocks (any sizes) at `sample_rate` Hz -> float32 example blocks [n_i, 96, 64],
+    each example yielded as soon as its last sample has arrived; their concatenation equals
+    waveform_to_examples(whole signal). `label` names the source in the short-clip warning."""
+    hop = framing.hop_frames(hop_seconds)
+    chunks = resample.resample_stream(blocks, int(sample_rate))
     if pad_short:
-        chunks = framing.pad_short_stream(chunks, str(path))
+        chunks = framing.pad_short_stream(chunks, label)
     yield from framing.example_stream(framing.log_mel_stream(chunks), hop)
 
 

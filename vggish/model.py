@@ -7,6 +7,7 @@ released model; postprocess() applies the release's PCA whitening and 8-bit quan
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
 
@@ -94,10 +95,17 @@ class VGGish:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Stream an audio file through the model: raw embeddings float32 [N, 128] and example start
         times float64 [N] (s). Memory stays flat in the file's length. Raises AudioFileError."""
+        blocks = vggish_input.iter_file_examples(path, hop_seconds=hop_seconds, pad_short=pad_short)
+        raw = self.embed_stream(blocks, batch_size)
+        return raw, vggish_input.example_start_times(len(raw), hop_seconds)
+
+    def embed_stream(self, example_blocks: Iterable[np.ndarray], batch_size: int = 64) -> np.ndarray:
+        """Embed example blocks float32 [n_i, 96, 64] of any sizes in batches of `batch_size` patches (the
+        last one shorter): raw embeddings float32 [N, 128], as embed() of their concatenation."""
         pending: list[np.ndarray] = []
         pending_count = 0
         outputs: list[np.ndarray] = []
-        for block in vggish_input.iter_file_examples(path, hop_seconds=hop_seconds, pad_short=pad_short):
+        for block in example_blocks:
             pending.append(block)
             pending_count += len(block)
             if pending_count >= batch_size:
@@ -107,8 +115,7 @@ class VGGish:
                 pending, pending_count = [batch[full:]], len(batch) - full
         if pending_count:
             outputs.append(self.embed(np.concatenate(pending), batch_size))
-        raw = np.concatenate(outputs) if outputs else np.zeros((0, params.EMBEDDING_SIZE), np.float32)
-        return raw, vggish_input.example_start_times(len(raw), hop_seconds)
+        return np.concatenate(outputs) if outputs else np.zeros((0, params.EMBEDDING_SIZE), np.float32)
 
     def close(self) -> None:
         """Release the TensorFlow session (idempotent)."""
