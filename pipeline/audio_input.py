@@ -184,3 +184,20 @@ class _PipeReader:
 
     def tell(self) -> int:
         return self._pos
+
+
+def open_file(path: str) -> AudioStream:
+    """An audio file as a stream of blocks (vggish.audio_io: the same samples as tagging the file)."""
+    sample_rate = audio_io.audio_info(path).sample_rate
+    return AudioStream(path, sample_rate, audio_io.iter_mono_blocks(path))
+
+
+def open_input(source: str, raw: RawFormat | None = None, stdin_fd: int = 0) -> AudioStream:
+    """`source` "-" is standard input (raw PCM when `raw` is given, else a container); else a file path."""
+    if source != "-":
+        if raw is not None:
+            raise ValueError("--raw-format applies to standard input (-) only")
+        return open_file(source)
+    if raw is not None:
+        return open_raw(stdin_fd, raw)
+    return open_container(stdin_fd)

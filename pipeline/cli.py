@@ -73,19 +73,46 @@ def _plot_path(base: Path, source: str, count: int) -> Path:
     return base.with_name(f"{base.stem}-{Path(source).stem}{base.suffix or '.png'}")
 
 
+def _raw_format(args: argparse.Namespace):
+    """--raw-format/--rate/--channels as a RawFormat (None without --raw-format), checked against FILEs."""
+    from pipeline.audio_input import RawFormat
+
+    if args.raw_format is None:
+        if args.rate is not None or args.channels is not None:
+            raise UserError("--rate and --channels describe raw PCM: give --raw-format too")
+        return None
+    if "-" not in args.files:
+        raise UserError("--raw-format describes standard input: give - as the FILE")
+    if args.rate is None:
+        raise UserError("--raw-format needs --rate (samples per second)")
+    return RawFormat(args.raw_format, args.rate, args.channels or 1)
+
+
 def cmd_tag(args: argparse.Namespace) -> int:
     import vggish
+    from pipeline.audio_input import open_input
     from pipeline.formatting import RENDERERS
     from pipeline.tagger import Tagger
 
     if args.top_k < 1:
         raise UserError("--top-k must be at least 1")
+    if args.files.count("-") > 1:
+        raise UserError("standard input (-) can be read only once")
+    raw = _raw_format(args)
+    if args.stream:
+        return _tag_stream(args, raw)
+    keep_examples = args.plot is not None or args.html is not None
     tagger = Tagger(_checkpoint(args), head=args.head, window_hop=args.window_hop)
     results, failed = [], 0
     try:
         for path in args.files:
             try:
-                result = tagger.tag(path, keep_examples=args.plot is not None)
+                if path == "-":
+                    from pipeline.stream import tag_whole
+
+                    result = tag_whole(tagger, open_input(path, raw), keep_examples=keep_examples)
+                else:
+                    result = tagger.tag(path, keep_examples=keep_examples)
             except (vggish.AudioFileError, OSError) as exc:
                 failed += 1
                 print(f"audiotag: {_one_line(exc)}", file=sys.stderr)
@@ -95,11 +122,50 @@ def cmd_tag(args: argparse.Namespace) -> int:
                 from pipeline.plot import plot_result
 
                 plot_result(result, _plot_path(args.plot, path, len(args.files)), top_k=args.top_k)
+        if args.html is not None:
+            from pipeline.html_report import write_report
+
+            write_report(results, args.html, tagger, top_k=args.top_k)
     finally:
         tagger.close()
     sys.stdout.write(RENDERERS[args.format](results, args.top_k, frames=args.frames))
     sys.stdout.flush()
     return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
+def _tag_stream(args: argparse.Namespace, raw) -> int:
+    """`tag --stream`: JSON lines per patch; the models load (and warm up) before the input is opened."""
+    from pipeline.audio_input import open_input
+    from pipeline.stream import StreamTagger, ready_record, run_stream, write_records
+    from pipeline.tagger import Tagger
+
+    if len(args.files) != 1:
+        raise UserError("--stream tags one input (a FILE or -)")
+    for option, given in (("--plot", args.plot), ("--html", args.html), ("--frames", args.frames)):
+        if given:
+            raise UserError(f"{option} cannot be combined with --stream (it writes JSON lines)")
+    with Tagger(_checkpoint(args), head=args.head) as tagger:
+        stream_tagger = StreamTagger(tagger, top_k=args.top_k, events=args.events)
+        stream_tagger.warm_up()
+        write_records(sys.stdout, [ready_record(tagger, args.files[0])])
+        audio = open_input(args.files[0], raw)
+        interrupted = run_stream(stream_tagger, audio, sys.stdout)
+    if interrupted:
+        print("audiotag: interrupted; the stream's last lines are written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_OK
+
+
+def cmd_listen(args: argparse.Namespace) -> int:
+    """`audiotag listen`: tag the sound card's input live, as `tag --stream` does a pipe."""
+    from pipeline.listen import listen, sounddevice_input_stream
+    from pipeline.tagger import Tagger
+
+    factory = sounddevice_input_stream()  # before loading the models: a missing extra is reported at once
+    with Tagger(_checkpoint(args), head=args.head) as tagger:
+        interrupted = listen(tagger, sys.stdout, factory, device=args.device, sample_rate=args.rate,
+                             channels=args.channels, top_k=args.top_k, events=args.events)
+    return EXIT_INTERRUPTED if interrupted else EXIT_OK
 
 
 # --- extract --------------------------------------------------------------------------------------
@@ -215,6 +281,17 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _add_raw_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--raw-format",
+        choices=("s16le", "f32le"),  # pipeline.audio_input.RAW_ENCODINGS (not imported: the parser is cheap)
+        default=None,
+        help="standard input (-) is headerless PCM of this sample type (default: WAV, FLAC or Ogg)",
+    )
+    p.add_argument("--rate", type=_positive_int, default=None, help="sample rate of --raw-format input (Hz)")
+    p.add_argument("--channels", type=_positive_int, default=None, help="channels of --raw-format input")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `audiotag` (global options may come before or after the command)."""
     common = argparse.ArgumentParser(add_help=False)
@@ -259,6 +336,19 @@ def build_parser() -> argparse.ArgumentParser:
         "(several files: OUT-<file>.png)",
     )
     p.add_argument(
+        "--html",
+        type=Path,
+        metavar="OUT.html",
+        help="write a self-contained page: audio player, spectrogram, timeline and events of each file",
+    )
+    p.add_argument(
+        "--stream",
+        action="store_true",
+        help="JSON lines as the input is read: each 0.96 s patch and its window's top labels (one input)",
+    )
+    p.add_argument("--events", action="store_true", help="with --stream: sound events as they open and close")
+    _add_raw_arguments(p)
+    p.add_argument(
         "--head", default=None, metavar="NAME|PATH", help="classifier head (default: the shipped one)"
     )
     p.add_argument(
@@ -269,6 +359,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="hop of the 10-patch window over long files (default 1)",
     )
     p.set_defaults(func=cmd_tag)
+
+    p = sub.add_parser(
+        "listen",
+        parents=[common],
+        help="tag the sound card's input live (optional extra: live)",
+        description="Tag audio from an input device as it plays: JSON lines as `tag --stream` writes. "
+        "Needs `pip install audiotag[live]` and the PortAudio library. Ctrl-C ends it.",
+    )
+    p.add_argument("--device", default=None, help="input device name or number (default: the system's)")
+    p.add_argument("--rate", type=_positive_int, default=None, help="sample rate (default: the device's)")
+    p.add_argument("--channels", type=_positive_int, default=1, help="channels to record (default 1)")
+    p.add_argument("--top-k", type=_positive_int, default=10, help="labels per patch (default 10)")
+    p.add_argument("--events", action="store_true", help="sound events as they open and close")
+    p.add_argument(
+        "--head", default=None, metavar="NAME|PATH", help="classifier head (default: the shipped one)"
+    )
+    p.set_defaults(func=cmd_listen)
 
     p = sub.add_parser(
         "extract",
