@@ -59,13 +59,17 @@ class StreamTagger:
             self._tracker = EventTracker(rules, tagger.mids, tagger.names, HOP_SECONDS, PATCH_SECONDS)
 
     def warm_up(self) -> None:
-        """One CNN call and head calls on silence, so that the first real patch is not slowed down by
-        TensorFlow's one-off set-up (graph tracing, memory pools)."""
-        silence = np.zeros((2, params.NUM_FRAMES, params.NUM_BANDS), np.float32)
-        embedding = self.tagger.vggish.postprocess(self.tagger.vggish.embed(silence))
-        self.tagger.head.predict_clips([embedding[:1], embedding])
-        _frame_scores(self.tagger.head, embedding)
-        _frame_scores(self.tagger.head, embedding[:1])
+        """CNN and head calls on silence, so that the first real patches are not slowed down by TensorFlow's
+        one-off set-up: two batch shapes each, after which the head's functions are traced for any shape
+        (tf.function's reduce_retracing), and the CNN has met batches of 1 and 2 patches."""
+        silence = np.zeros((WINDOW_PATCHES + 1, params.NUM_FRAMES, params.NUM_BANDS), np.float32)
+        vggish_model, head = self.tagger.vggish, self.tagger.head
+        embedding = vggish_model.postprocess(vggish_model.embed(silence[:2]))
+        vggish_model.embed(silence[:1])
+        head.predict_clips([embedding[:1]])
+        head.predict_clips([embedding, embedding[:1]])
+        _frame_scores(head, embedding[:1])
+        _frame_scores(head, np.repeat(embedding[:1], WINDOW_PATCHES + 1, axis=0))  # two chunks: 10 + 1
 
     def push(self, examples: np.ndarray) -> list[dict[str, Any]]:
         """Embed and score the next patches (log-mel examples float32 [n, 96, 64]); their records."""
