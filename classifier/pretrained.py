@@ -9,6 +9,13 @@ A head file is one ``.npz`` (loaded with ``allow_pickle=False``) holding
                  w = q * scale, and vectors as float16).
 A head with several members (an ensemble, or snapshots of one run) averages their probabilities
 ("mean_probability") or their log-odds ("mean_logit": sigmoid of the mean logit of the clipped probabilities).
+
+Optional entries (heads without them still load; see data/heads/MODEL_CARD.md):
+  config ``"frame_members"``  model configs of decision-level models used ONLY for the timeline (their
+                 frame probabilities localize classes inside a clip; clip scores never use them), weights
+                 ``f{i}/{j}`` stored like ``m{i}/{j}``;
+  config ``"timeline"``   :class:`classifier.timeline.TimelineParams` of the calibrated timeline;
+  config ``"events"``     :class:`classifier.events.EventRules` (per-class onset/offset thresholds).
 """
 
 from __future__ import annotations
@@ -56,11 +63,21 @@ class Head:
     """
 
     def __init__(self, members: Sequence, member_configs: Sequence[dict], class_names: Sequence[str],
-                 name: str = "head", info: dict | None = None, combine: str = "mean_probability"):
+                 name: str = "head", info: dict | None = None, combine: str = "mean_probability", *,
+                 frame_members: Sequence = (), frame_member_configs: Sequence[dict] = (),
+                 timeline: dict | None = None, event_rules: dict | None = None):
         import tensorflow as tf
+
+        from classifier.timeline import TimelineParams
 
         if not members or len(members) != len(member_configs):
             raise ValueError("a head needs at least one member and one config per member")
+        if len(frame_members) != len(frame_member_configs):
+            raise ValueError("a head needs one config per frame member")
+        self.frame_members = list(frame_members)
+        self.frame_member_configs = [dict(c) for c in frame_member_configs]
+        self.timeline = TimelineParams.from_config(timeline)
+        self.event_rules = dict(event_rules) if event_rules else None
         self.combine = _checked_rule(combine)
         self.members = list(members)
         self.member_configs = [dict(c) for c in member_configs]
@@ -88,10 +105,28 @@ class Head:
         return self.predict_arrays(x, mask, batch_size)
 
     def predict_frames(self, clips: Sequence[np.ndarray], batch_size: int = 1024) -> list[np.ndarray]:
-        """Frame-level probabilities, one float32 [T, C] per clip.
+        """Calibrated per-patch scores, one float32 [T, C] per clip, comparable across clips and files: the
+        clip probability spread over the patches by the raw frame probabilities' within-clip localization
+        (:func:`classifier.timeline.calibrate_frames` with ``self.timeline``)."""
+        return self.predict_timeline(clips, batch_size)[1]
 
-        Averaged over the decision-level members (feature-level attention members have no frame scores);
-        raises HeadError when the head has none.
+    def predict_timeline(self, clips: Sequence[np.ndarray], batch_size: int = 1024
+                         ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Clip probabilities float32 [N, C] and the calibrated frame scores of :meth:`predict_frames`."""
+        from classifier.timeline import calibrate_frames
+
+        clips = _check_clips(clips)
+        clip_probs = self.predict_clips(clips, batch_size)
+        raw = self.predict_frames_raw(clips, batch_size)
+        frames = [calibrate_frames(p, f, self.timeline) for p, f in zip(clip_probs, raw, strict=True)]
+        return clip_probs, frames
+
+    def predict_frames_raw(self, clips: Sequence[np.ndarray], batch_size: int = 1024) -> list[np.ndarray]:
+        """Uncalibrated frame probabilities, one float32 [T, C] per clip (use them only within a clip).
+
+        From the frame members when the head has them, else from its decision-level members (combined by
+        the head's rule); a head with neither (e.g. only feature-level attention) scores each patch as a
+        one-patch clip.
         """
         import tensorflow as tf
 
@@ -99,14 +134,16 @@ class Head:
 
         clips = _check_clips(clips)
         if self._frame_fns is None:
-            frames = [frame_model(m) for m in self.members if m.name in DECISION_LEVEL_KINDS]
-            if not frames:
-                raise HeadError(f"head {self.name!r} has no decision-level member to score frames")
+            models = self.frame_members or [m for m in self.members if m.name in DECISION_LEVEL_KINDS]
             self._frame_fns = [
                 tf.function(lambda x, m, model=model: model({"x": x, "mask": m}, training=False),
                             reduce_retracing=True)
-                for model in frames
+                for model in (frame_model(m) for m in models)
             ]
+        if not self._frame_fns:
+            lengths = np.cumsum([len(c) for c in clips])[:-1]
+            patches = [row[None] for clip in clips for row in clip]
+            return np.split(self.predict_clips(patches, batch_size), lengths) if patches else []
         x, mask = pad_clips(clips)
         probs = self._run(self._frame_fns, x, mask, batch_size)
         return [p[: len(c)] for p, c in zip(probs, clips, strict=True)]
@@ -124,8 +161,11 @@ class Head:
     def save(self, path: str | os.PathLike[str], dtype: str = "float32") -> Path:
         """Write the head atomically as one .npz (weights stored as ``dtype``: one of WEIGHT_DTYPES)."""
         weights = [[np.asarray(w) for w in m.weights] for m in self.members]
+        frame_weights = [[np.asarray(w) for w in m.weights] for m in self.frame_members]
         return save_head(path, self.member_configs, weights, self.class_names, self.name, self.info, dtype,
-                         self.combine)
+                         self.combine, frame_member_configs=self.frame_member_configs,
+                         frame_member_weights=frame_weights, timeline=self.timeline.to_config(),
+                         event_rules=self.event_rules)
 
 
 def combine_probabilities(probs: Sequence[np.ndarray], rule: str = "mean_probability") -> np.ndarray:
@@ -147,11 +187,15 @@ def _checked_rule(rule: str) -> str:
 
 def save_head(path: str | os.PathLike[str], member_configs: Sequence[dict],
               member_weights: Sequence[Sequence[np.ndarray]], class_names: Sequence[str], name: str,
-              info: dict | None = None, dtype: str = "float32", combine: str = "mean_probability") -> Path:
+              info: dict | None = None, dtype: str = "float32", combine: str = "mean_probability", *,
+              frame_member_configs: Sequence[dict] = (),
+              frame_member_weights: Sequence[Sequence[np.ndarray]] = (), timeline: dict | None = None,
+              event_rules: dict | None = None) -> Path:
     """Write a head file from model configs and weight lists (``model.weights`` order) atomically.
 
     ``dtype`` "int8" quantizes every matrix per output column (symmetric, 127 levels: a quarter of the
-    float32 size) and keeps vectors (biases, batch-norm statistics) as float16.
+    float32 size) and keeps vectors (biases, batch-norm statistics) as float16. The optional frame members
+    (timeline only), timeline parameters and event rules are described in the module docstring.
     """
     from classifier.train import save_npz_atomic
 
@@ -160,16 +204,24 @@ def save_head(path: str | os.PathLike[str], member_configs: Sequence[dict],
     config = {"format": HEAD_FORMAT, "name": name, "class_names": list(class_names),
               "members": [dict(c) for c in member_configs], "combine": _checked_rule(combine),
               "info": dict(info or {})}
+    if frame_member_configs:
+        config["frame_members"] = [dict(c) for c in frame_member_configs]
+    if timeline:
+        config["timeline"] = dict(timeline)
+    if event_rules:
+        config["events"] = dict(event_rules)
     arrays = {"config": np.array(json.dumps(config))}
-    for i, weights in enumerate(member_weights):
-        for j, w in enumerate(weights):
-            w = np.asarray(w, dtype=np.float32)
-            if dtype != "int8":
-                arrays[f"m{i}/{j}"] = w.astype(dtype)
-            elif w.ndim == 2:
-                arrays[f"m{i}/{j}"], arrays[f"m{i}/{j}/scale"] = quantize_columns(w)
-            else:
-                arrays[f"m{i}/{j}"] = w.astype(np.float16)
+    for prefix, member_list in (("m", member_weights), ("f", frame_member_weights)):
+        for i, weights in enumerate(member_list):
+            for j, w in enumerate(weights):
+                key = f"{prefix}{i}/{j}"
+                w = np.asarray(w, dtype=np.float32)
+                if dtype != "int8":
+                    arrays[key] = w.astype(dtype)
+                elif w.ndim == 2:
+                    arrays[key], arrays[f"{key}/scale"] = quantize_columns(w)
+                else:
+                    arrays[key] = w.astype(np.float16)
     path = Path(path)
     save_npz_atomic(path, arrays)
     return path
@@ -211,7 +263,7 @@ def combine_heads(heads: Sequence[Head], name: str, info: dict | None = None,
 
 def load_head(path: str | os.PathLike[str]) -> Head:
     """Load a head file written by :func:`save_head` / :meth:`Head.save` / training."""
-    from classifier.models import build_model
+    from classifier.models import DECISION_LEVEL_KINDS
 
     path = Path(path)
     if not path.is_file():
@@ -224,19 +276,11 @@ def load_head(path: str | os.PathLike[str]) -> Head:
         raise HeadError(f"{path}: not a readable head file ({exc})") from exc
     if config.get("format") != HEAD_FORMAT:
         raise HeadError(f"{path}: unknown head format {config.get('format')!r} (expected {HEAD_FORMAT})")
-    members = []
-    for i, member in enumerate(config["members"]):
-        try:
-            model = build_model(**member)
-        except (TypeError, ValueError) as exc:
-            raise HeadError(f"{path}: member {i} has a bad model config ({exc})") from exc
-        weights = [_stored_weight(arrays, f"m{i}/{j}") for j in range(len(model.weights))]
-        shapes_ok = all(w is not None and w.shape == tuple(v.shape)
-                        for w, v in zip(weights, model.weights, strict=True))
-        if not shapes_ok or f"m{i}/{len(model.weights)}" in arrays:
-            raise HeadError(f"{path}: member {i} weights do not match its {member.get('kind')!r} model")
-        model.set_weights(weights)
-        members.append(model)
+    members = [_load_member(path, arrays, f"m{i}", member) for i, member in enumerate(config["members"])]
+    frame_members = [_load_member(path, arrays, f"f{i}", member)
+                     for i, member in enumerate(config.get("frame_members", []))]
+    if any(m.name not in DECISION_LEVEL_KINDS for m in frame_members):
+        raise HeadError(f"{path}: frame members must be decision-level models {DECISION_LEVEL_KINDS}")
     if not members:
         raise HeadError(f"{path}: head has no members")
     combine = config.get("combine", "mean_probability")
@@ -244,8 +288,30 @@ def load_head(path: str | os.PathLike[str]) -> Head:
         raise HeadError(f"{path}: unknown combine rule {combine!r} (expected one of {COMBINE_RULES})")
     logger.info("loaded head %r (%d member(s), %d classes) from %s",
                 config["name"], len(members), len(config["class_names"]), path)
-    return Head(members, config["members"], config["class_names"], config["name"], config.get("info"),
-                combine)
+    try:
+        return Head(members, config["members"], config["class_names"], config["name"], config.get("info"),
+                    combine, frame_members=frame_members,
+                    frame_member_configs=config.get("frame_members", []), timeline=config.get("timeline"),
+                    event_rules=config.get("events"))
+    except (TypeError, ValueError) as exc:
+        raise HeadError(f"{path}: bad timeline settings ({exc})") from exc
+
+
+def _load_member(path: Path, arrays: dict[str, np.ndarray], prefix: str, member: dict):
+    """Build member ``prefix`` ("m3", "f0") from its config and set its stored weights; HeadError if bad."""
+    from classifier.models import build_model
+
+    try:
+        model = build_model(**member)
+    except (TypeError, ValueError) as exc:
+        raise HeadError(f"{path}: member {prefix} has a bad model config ({exc})") from exc
+    weights = [_stored_weight(arrays, f"{prefix}/{j}") for j in range(len(model.weights))]
+    shapes_ok = all(w is not None and w.shape == tuple(v.shape)
+                    for w, v in zip(weights, model.weights, strict=True))
+    if not shapes_ok or f"{prefix}/{len(model.weights)}" in arrays:
+        raise HeadError(f"{path}: member {prefix} weights do not match its {member.get('kind')!r} model")
+    model.set_weights(weights)
+    return model
 
 
 def load_pretrained(name: str | None = None) -> Head:

@@ -88,11 +88,19 @@ def _raw_format(args: argparse.Namespace):
     return RawFormat(args.raw_format, args.rate, args.channels or 1)
 
 
+def _tagger(args: argparse.Namespace):
+    """The Tagger of `tag` (head, window hop, label view)."""
+    from pipeline.tagger import Tagger
+
+    return Tagger(_checkpoint(args), head=args.head, window_hop=args.window_hop, rollup=args.rollup,
+                  classes=args.classes, exclude=args.exclude or (), min_score=args.min_score)
+
+
 def cmd_tag(args: argparse.Namespace) -> int:
     import vggish
     from pipeline.audio_input import open_input
-    from pipeline.formatting import RENDERERS
-    from pipeline.tagger import Tagger
+    from pipeline.formatting import RENDERERS, to_audacity
+    from safeio.atomic import atomic_output
 
     if args.top_k < 1:
         raise UserError("--top-k must be at least 1")
@@ -101,8 +109,13 @@ def cmd_tag(args: argparse.Namespace) -> int:
     raw = _raw_format(args)
     if args.stream:
         return _tag_stream(args, raw)
+    audacity = args.format == "audacity"
+    if args.output is not None and not audacity:
+        raise UserError("--output is for --format audacity (other formats go to stdout)")
+    if audacity and args.output is None and len(args.files) > 1:
+        raise UserError("--format audacity with several files needs --output OUT.txt (writes OUT-<file>.txt)")
     keep_examples = args.plot is not None or args.html is not None
-    tagger = Tagger(_checkpoint(args), head=args.head, window_hop=args.window_hop)
+    tagger = _tagger(args)
     results, failed = [], 0
     try:
         for path in args.files:
@@ -122,13 +135,20 @@ def cmd_tag(args: argparse.Namespace) -> int:
                 from pipeline.plot import plot_result
 
                 plot_result(result, _plot_path(args.plot, path, len(args.files)), top_k=args.top_k)
+            if audacity and args.output is not None:
+                with atomic_output(_plot_path(args.output, path, len(args.files))) as tmp:
+                    Path(tmp).write_text(to_audacity(result), encoding="utf-8")
         if args.html is not None:
             from pipeline.html_report import write_report
 
-            write_report(results, args.html, tagger, top_k=args.top_k)
+            write_report(results, args.html, top_k=args.top_k)
     finally:
         tagger.close()
-    sys.stdout.write(RENDERERS[args.format](results, args.top_k, frames=args.frames))
+    if audacity:
+        if args.output is None:
+            sys.stdout.write("".join(to_audacity(r) for r in results))
+    else:
+        sys.stdout.write(RENDERERS[args.format](results, args.top_k, frames=args.frames, events=args.events))
     sys.stdout.flush()
     return EXIT_SOME_FAILED if failed else EXIT_OK
 
@@ -137,14 +157,13 @@ def _tag_stream(args: argparse.Namespace, raw) -> int:
     """`tag --stream`: JSON lines per patch; the models load (and warm up) before the input is opened."""
     from pipeline.audio_input import open_input
     from pipeline.stream import StreamTagger, ready_record, run_stream, write_records
-    from pipeline.tagger import Tagger
 
     if len(args.files) != 1:
         raise UserError("--stream tags one input (a FILE or -)")
     for option, given in (("--plot", args.plot), ("--html", args.html), ("--frames", args.frames)):
         if given:
             raise UserError(f"{option} cannot be combined with --stream (it writes JSON lines)")
-    with Tagger(_checkpoint(args), head=args.head) as tagger:
+    with _tagger(args) as tagger:
         stream_tagger = StreamTagger(tagger, top_k=args.top_k, events=args.events)
         stream_tagger.warm_up()
         write_records(sys.stdout, [ready_record(tagger, args.files[0])])
@@ -326,8 +345,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--top-k", type=_positive_int, default=10, help="labels per file (default 10)")
-    p.add_argument("--format", choices=("text", "json", "csv"), default="text")
-    p.add_argument("--frames", action="store_true", help="also per-patch (0.96 s) scores with start times")
+    p.add_argument("--format", choices=("text", "json", "csv", "audacity"), default="text",
+                   help="audacity: a label track of the events (start<TAB>end<TAB>name)")
+    p.add_argument("--frames", action="store_true",
+                   help="also per-patch (0.96 s) calibrated scores with start times")
+    p.add_argument("--events", action="store_true",
+                   help="also sound events (start, end in seconds) from the head's thresholds "
+                   "(with --stream: as they open and close)")
+    p.add_argument("-o", "--output", type=Path, metavar="OUT.txt",
+                   help="--format audacity: write the track here (several files: OUT-<file>.txt)")
+    p.add_argument("--rollup", action="store_true",
+                   help="add ontology parents (score = max of own and descendants'), marked rolled_up")
+    p.add_argument("--classes", action="append", metavar="CLASS",
+                   help="keep only this class (name, MID or @file with one per line); repeatable")
+    p.add_argument("--exclude", action="append", metavar="CLASS",
+                   help="drop this class (name, MID or @file); repeatable")
+    p.add_argument("--min-score", type=float, default=0.0, metavar="P",
+                   help="leave out labels and events scoring below P (default 0)")
     p.add_argument(
         "--plot",
         type=Path,
@@ -346,7 +380,6 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="JSON lines as the input is read: each 0.96 s patch and its window's top labels (one input)",
     )
-    p.add_argument("--events", action="store_true", help="with --stream: sound events as they open and close")
     _add_raw_arguments(p)
     p.add_argument(
         "--head", default=None, metavar="NAME|PATH", help="classifier head (default: the shipped one)"

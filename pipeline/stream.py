@@ -3,19 +3,25 @@
 Each patch is embedded by VGGish as soon as its last sample has arrived (vggish.input.iter_block_examples,
 the same front end as for files) and one line is written and flushed:
 
-    {"type": "ready", "source", "hop", "window_patches", "head"}     model loaded, before any input is read
+    {"type": "ready", "source", "hop", "window_patches", "head"}     models loaded, before any input is read
     {"type": "patch", "index", "start", "end", "window_start", "labels": [{"index","mid","name","score"}]}
     {"type": "event_start", "index", "mid", "name", "start", "end", "score"}    (with events)
     {"type": "event_end", ...the same keys...}                                   (with events)
     {"type": "end", "duration", "patches", "interrupted"}
 
 `labels` are the top classes of the current window: the last 10 patches (fewer at the start), scored by the
-head as `tag` scores the 10-patch windows of a file. Events follow classifier.events.EventTracker fed with
-the head's frame scores, the rules of `tag --events`: `event_start` is written once an open event has lasted
-`min_duration` (so every start gets its end; its "end" and "score" are those so far), `event_end` when it is
-final (after the merge gap). At the end of input, open events are closed and clipped to the duration, as
-for a file (`event_cancel` if clipping leaves one too short). Memory is flat: only the last window, the
-tracker's per-class state and the front end's buffers are kept.
+head as `tag` scores the 10-patch windows of a file, through the tagger's label view (--classes, --rollup,
+--min-score...). Times are seconds from the start of the stream.
+
+Events: the rules of `tag --events` (classifier.events.EventTracker, the head's thresholds), fed with the
+same calibrated timeline as a file's: a patch's score is its maximum over the 10-patch windows that cover
+it (windows one patch apart, as `tag` slides them), so it is final once the window starting at it has been
+scored, 9 patches (8.64 s) after the patch itself; the events therefore come 8.64 s after the sound and
+equal the file's. `event_start` is written once an open event has lasted the head's `min_duration` (so every
+start gets its end; its "end" and "score" are those so far), `event_end` when it is final (after the merge
+gap). At the end of input the open events are closed and clipped to the duration, as for a file
+(`event_cancel` if clipping leaves one too short). Memory is flat: only the last window, the running maxima
+of 10 patches, the tracker's per-class state and the front end's buffers are kept.
 """
 
 from __future__ import annotations
@@ -28,9 +34,9 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from classifier.events import EventRules, EventTracker
+from classifier.events import EventTracker
 from pipeline.audio_input import AudioStream
-from pipeline.tagger import WINDOW_PATCHES, Embeddings, Tagger, TagResult, _frame_scores
+from pipeline.tagger import WINDOW_PATCHES, Embeddings, Label, Tagger, TagResult
 from vggish import params
 from vggish.input import example_start_times, iter_block_examples
 
@@ -38,6 +44,7 @@ logger = logging.getLogger(__name__)
 
 PATCH_SECONDS = params.EXAMPLE_WINDOW_SECONDS  # one patch: 0.96 s
 HOP_SECONDS = params.EXAMPLE_HOP_SECONDS  # patches follow each other without overlap
+EVENT_DELAY_PATCHES = WINDOW_PATCHES - 1  # a patch's timeline score is final this many patches later
 _TIME_DIGITS = 3
 
 
@@ -51,25 +58,30 @@ class StreamTagger:
         self.tagger = tagger
         self.top_k = top_k
         self.patches = 0
+        view = tagger.view
+        self._view = view
+        self._indices, self._mids, self._names = view.indices, view.mids, view.names
+        self._flags = [tuple(c.flags()) for c in view.classes]
         self._window: collections.deque[np.ndarray] = collections.deque(maxlen=WINDOW_PATCHES)
         self._tracker = None
-        self._started: set[int] = set()  # classes whose open event has been reported
         if events:
-            rules = EventRules.from_head(tagger.head)
-            self._tracker = EventTracker(rules, tagger.mids, tagger.names, HOP_SECONDS, PATCH_SECONDS)
+            self._tracker = EventTracker(tagger.event_rules, self._mids, self._names, HOP_SECONDS,
+                                         PATCH_SECONDS)
+        # Timeline maxima of the patches not yet final, oldest first, [K] each (head columns).
+        self._pending: collections.deque[np.ndarray] = collections.deque()
+        self._short_timeline: np.ndarray | None = None  # calibrated frames of the newest partial window
+        self._started: set[int] = set()  # view columns whose open event has been reported
 
     def warm_up(self) -> None:
         """CNN and head calls on silence, so that the first real patches are not slowed down by TensorFlow's
         one-off set-up: two batch shapes each, after which the head's functions are traced for any shape
         (tf.function's reduce_retracing), and the CNN has met batches of 1 and 2 patches."""
-        silence = np.zeros((WINDOW_PATCHES + 1, params.NUM_FRAMES, params.NUM_BANDS), np.float32)
+        silence = np.zeros((2, params.NUM_FRAMES, params.NUM_BANDS), np.float32)
         vggish_model, head = self.tagger.vggish, self.tagger.head
-        embedding = vggish_model.postprocess(vggish_model.embed(silence[:2]))
+        embedding = vggish_model.postprocess(vggish_model.embed(silence))
         vggish_model.embed(silence[:1])
-        head.predict_clips([embedding[:1]])
-        head.predict_clips([embedding, embedding[:1]])
-        _frame_scores(head, embedding[:1])
-        _frame_scores(head, np.repeat(embedding[:1], WINDOW_PATCHES + 1, axis=0))  # two chunks: 10 + 1
+        head.predict_timeline([embedding[:1]])
+        head.predict_timeline([embedding, embedding[:1]])
 
     def push(self, examples: np.ndarray) -> list[dict[str, Any]]:
         """Embed and score the next patches (log-mel examples float32 [n, 96, 64]); their records."""
@@ -80,53 +92,84 @@ class StreamTagger:
         for row in embedding:
             self._window.append(row)
             windows.append(np.stack(self._window))
-        window_scores = np.asarray(self.tagger.head.predict_clips(windows), np.float32)
-        frame_scores = _frame_scores(self.tagger.head, embedding) if self._tracker else None
+        clip_probs, calibrated = self.tagger.head.predict_timeline(windows)
+        window_scores = self._view.apply(clip_probs)
         records: list[dict[str, Any]] = []
-        for i, scores in enumerate(window_scores):
+        for scores, frames in zip(window_scores, calibrated, strict=True):
             index = self.patches
             start = index * HOP_SECONDS
-            order = np.argsort(-scores, kind="stable")[: self.top_k]
+            order = np.argsort(-scores, kind="stable")
+            order = order[scores[order] >= self.tagger.min_score][: self.top_k]
             records.append({
                 "type": "patch",
                 "index": index,
                 "start": round(start, _TIME_DIGITS),
                 "end": round(start + PATCH_SECONDS, _TIME_DIGITS),
-                "window_start": round(max(0, index + 1 - WINDOW_PATCHES) * HOP_SECONDS, _TIME_DIGITS),
-                "labels": [self._label(int(c), scores[c]) for c in order],
+                "window_start": round((index + 1 - len(frames)) * HOP_SECONDS, _TIME_DIGITS),
+                "labels": [self._label(k, scores[k]) for k in order],
             })
-            if frame_scores is not None:
-                records += self._event_records(frame_scores[i], start)
             self.patches += 1
+            if self._tracker is not None:
+                records += self._timeline_records(frames)
         return records
 
-    def _label(self, index: int, score: float) -> dict[str, Any]:
-        return {"index": index, "mid": self.tagger.mids[index], "name": self.tagger.names[index],
-                "score": round(float(score), 6)}
+    def _label(self, column: int, score: float) -> dict[str, Any]:
+        return Label(self._indices[column], self._mids[column], self._names[column], float(score),
+                     self._flags[column]).as_dict()
 
-    def _event_records(self, scores: np.ndarray, start: float) -> list[dict[str, Any]]:
-        tracker = self._tracker
+    def _timeline_records(self, frames: np.ndarray) -> list[dict[str, Any]]:
+        """Fold the newest window's calibrated frames [T, C] into the timeline; push the patch that became
+        final (if any) to the tracker."""
+        if len(frames) < WINDOW_PATCHES:  # a partial window counts only if the stream ends within it
+            self._short_timeline = frames
+            return []
+        self._short_timeline = None
+        if not self._pending:  # the first full window
+            self._pending = collections.deque(frames)
+        else:  # the pending patches are the window's first 9
+            for j, row in enumerate(frames[:-1]):
+                self._pending[j] = np.maximum(self._pending[j], row)
+            self._pending.append(frames[-1])
+        return self._push_final(self.patches - len(self._pending))
+
+    def _push_final(self, patch: int) -> list[dict[str, Any]]:
+        """Push the oldest pending patch (number `patch`) to the tracker; the event records it gives."""
+        scores = self._view.apply(self._pending.popleft())
         records = []
-        for event in tracker.push(scores, start):
-            self._started.discard(event.index)
-            records.append({"type": "event_end", **event.to_dict()})
-        for event in tracker.open_events:
-            if event.index not in self._started and event.duration >= tracker.rules.min_duration - 1e-9:
+        for event in self._tracker.push(scores, patch * HOP_SECONDS):
+            if event.index in self._started:
+                self._started.discard(event.index)
+                records.append(self._event_record("event_end", event))
+        rules = self._tracker.rules
+        for event in self._tracker.open_events:
+            if (event.index not in self._started and event.duration >= rules.min_duration - 1e-9
+                    and event.score >= self.tagger.min_score):
                 self._started.add(event.index)
-                records.append({"type": "event_start", **event.to_dict()})
+                records.append(self._event_record("event_start", event))
         return records
+
+    def _event_record(self, kind: str, event: Any, end: float | None = None) -> dict[str, Any]:
+        item = event.to_dict() | {"index": self._indices[event.index]}
+        if end is not None:
+            item["end"] = round(end, _TIME_DIGITS)
+        return {"type": kind, **item} | {flag: True for flag in self._flags[event.index]}
 
     def finish(self, duration: float, interrupted: bool = False) -> list[dict[str, Any]]:
-        """End of input after `duration` seconds: close the open events (clipped to the duration, as
-        classifier.events.detect_events does for a file) and the `end` record."""
+        """End of input after `duration` seconds: the remaining patches' timeline, the open events closed and
+        clipped to the duration (as classifier.events.detect_events does for a file), the `end` record."""
         records: list[dict[str, Any]] = []
         if self._tracker is not None:
+            if self._short_timeline is not None:  # under 10 patches: the file's one window is the last one
+                self._pending = collections.deque(self._short_timeline)
+            while self._pending:
+                records += self._push_final(self.patches - len(self._pending))
             min_duration = self._tracker.rules.min_duration
             for event in self._tracker.finish():
-                end = min(event.end, duration)
-                clipped = {**event.to_dict(), "end": round(end, _TIME_DIGITS)}
+                end = min(event.end, max(duration, 1e-3))
+                if event.index not in self._started:
+                    continue
                 kept = end > event.start and end - event.start >= min_duration - 1e-9
-                records.append({"type": "event_end" if kept else "event_cancel", **clipped})
+                records.append(self._event_record("event_end" if kept else "event_cancel", event, end))
             self._started.clear()
         records.append({"type": "end", "duration": round(duration, 6), "patches": self.patches,
                         "interrupted": interrupted})

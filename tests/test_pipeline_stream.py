@@ -20,9 +20,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from classifier.events import EventRules, detect_events
+from classifier.events import EventRules
 from pipeline.audio_input import RawFormat, open_file, open_raw
 from pipeline.cli import main
+from pipeline.formatting import to_json
 from pipeline.listen import listen
 from pipeline.stream import StreamTagger, run_stream
 from pipeline.tagger import Tagger
@@ -61,14 +62,20 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture()
 def event_rules(tagger: Tagger, clip: Path) -> Iterator[EventRules]:
-    """Per-class thresholds from the clip's own frame scores (70th/50th percentiles), so that the
-    meaningless synthetic scores still open and close events; set on the head as a head file stores them."""
-    frames = tagger.tag(clip).frame_scores
-    rules = EventRules(np.quantile(frames, 0.7, axis=0), np.quantile(frames, 0.5, axis=0),
-                       min_duration=1.5, merge_gap=1.0)
-    tagger.head.event_rules = rules
+    """Per-class thresholds from the clip's own calibrated timeline (about its 70th and 50th percentiles), so
+    that the meaningless synthetic scores still open and close events (the tagger's rules, as from a head
+    file). Each threshold lies midway between two of the clip's scores that are clearly apart (classes
+    without such a gap never fire): a stream's scores equal the file's only to float rounding (~1e-6)."""
+    frames = np.sort(tagger.tag(clip).frame_scores, axis=0)
+    high, low = int(0.7 * len(frames)), int(0.5 * len(frames))
+    onset = (frames[high - 1] + frames[high]) / 2
+    offset = (frames[low - 1] + frames[low]) / 2
+    apart = np.minimum(frames[high] - frames[high - 1], frames[low] - frames[low - 1]) > 1e-3 * frames[high]
+    onset[~apart] = offset[~apart] = 2.0
+    rules = EventRules(onset, offset, min_duration=1.5, merge_gap=1.0)
+    saved, tagger.event_rules = tagger.event_rules, rules
     yield rules
-    del tagger.head.event_rules
+    tagger.event_rules = saved
 
 
 @contextmanager
@@ -166,20 +173,19 @@ def test_stream_matches_the_file_windows_and_events(
             assert [lab["index"] for lab in patch["labels"]] == list(np.argsort(-scores, kind="stable")[:5])
             np.testing.assert_allclose([lab["score"] for lab in patch["labels"]],
                                        np.sort(scores)[::-1][:5], atol=2e-6)
-    expected = detect_events(result.frame_scores, result.frame_starts, event_rules, tagger.mids,
-                             tagger.names, duration=result.duration)
+    expected = json.loads(to_json([result], 5, events=True))[0]["events"]  # what `tag --events` writes
     assert len(expected) >= 3, "the test's thresholds should give several events"
     ends = [r for r in records if r["type"] == "event_end"]
     starts = [r for r in records if r["type"] == "event_start"]
     key = lambda r: (r["index"], r["start"])  # noqa: E731
     assert sorted(map(key, ends)) == sorted(map(key, starts))  # every reported start gets its end
-    assert sorted(ends, key=key) == sorted((e.to_dict() | {"type": "event_end"} for e in expected), key=key)
-    # lines come in time order: an event's start line follows its confirmation, its end line its end
+    assert sorted(ends, key=key) == sorted(({"type": "event_end"} | e for e in expected), key=key)
+    # an event is reported once it has lasted min_duration on the final timeline, which lags by 9 patches
     position = {id(r): n for n, r in enumerate(records)}
     for start in starts:
-        confirmed = start["start"] + event_rules.min_duration - 1e-6
-        first_patch = next(p for p in patches if p["end"] >= confirmed)
-        assert position[id(start)] > position[id(first_patch)]
+        confirmed = next(i for i, p in enumerate(patches)
+                         if p["end"] >= start["start"] + event_rules.min_duration - 1e-6)
+        assert position[id(start)] > position[id(patches[min(confirmed + 9, len(patches) - 1)])]
     assert records[-1] == {"type": "end", "duration": pytest.approx(17.0), "patches": 17,
                            "interrupted": False}
 
