@@ -53,6 +53,7 @@ table { border-collapse: collapse; margin: 0.5em 0; }
 td, th { padding: 2px 8px; text-align: left; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .bar { display: inline-block; height: 10px; background: #4a7; vertical-align: middle; }
+.eventlist { max-height: 24em; overflow-y: auto; display: inline-block; }
 tr.event { cursor: pointer; }
 tr.event:hover { background: #eef; }
 .note { color: #a60; }
@@ -145,8 +146,8 @@ def _section(number: int, result: TagResult, top_k: int, out_dir: Path, embed_li
  src="{_png(heat, 'viridis', 0.0, 1.0)}"><div class="playhead"></div></div>
 </div>
 <h3>events ({len(result.events)})</h3>
-<table class="events"><tr><th>start (s)</th><th>end (s)</th><th>class</th>
-<th>score</th></tr>{events}</table>
+<div class="eventlist"><table class="events"><tr><th>start (s)</th><th>end (s)</th><th>class</th>
+<th>score</th></tr>{events}</table></div>
 </section>"""
 
 
