@@ -4,20 +4,22 @@ Decoding reuses vggish.audio_io (libsndfile; PCM-16 exactly as int16 / 32768, ch
 stream gives the same samples as the same audio read from a file. Pipes are read as they fill: a block is
 handed on as soon as it has arrived, so a live source is tagged with little delay; memory stays flat.
 
-How a pipe is opened (libsndfile cannot seek in one): WAV and Ogg through the pipe's descriptor, which
+How a pipe is opened (libsndfile cannot seek in one): WAV and Ogg through a pipe descriptor, which
 libsndfile reads front to back; FLAC through a file-like reader that keeps the last READER_KEEP_BYTES of
-the stream, because libsndfile's FLAC decoder seeks back a little while it reads. A regular file
-redirected to stdin is simply opened through its descriptor.
+the stream, because libsndfile's FLAC decoder seeks back a little while it reads. A pipe is decoded in a
+thread (see open_container). A regular file redirected to stdin is opened through its descriptor.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import queue
 import stat
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -30,6 +32,7 @@ STDIN_LABEL = "<stdin>"
 RAW_ENCODINGS = {"s16le": np.dtype("<i2"), "f32le": np.dtype("<f4")}  # --raw-format -> sample type
 READ_BYTES = 1 << 16  # most bytes taken from a pipe at once; a read returns whatever has arrived
 PIPE_BLOCK_SECONDS = 0.02  # container streams on a pipe are decoded in blocks of this length
+QUEUED_BLOCKS = 64  # decoded blocks waiting for the tagger (64 x 20 ms)
 READER_KEEP_BYTES = 1 << 20  # how far back the FLAC pipe reader can seek
 _UNKNOWN_LENGTH = 1 << 62  # the length a pipe reader reports to libsndfile (the stream's end is unknown)
 _MAGIC_BYTES = 4
@@ -97,21 +100,47 @@ def _raw_blocks(fd: int, raw: RawFormat, label: str) -> Iterator[np.ndarray]:
 
 def open_container(fd: int, label: str = STDIN_LABEL) -> AudioStream:
     """WAV, FLAC, Ogg (or anything libsndfile reads) from file descriptor `fd`, a pipe or a regular file.
-    Raises AudioFileError naming `label` when the stream is not audio or is empty."""
+    Raises AudioFileError naming `label` when the stream is not audio or is empty.
+
+    A pipe is opened and decoded in a thread that hands blocks over through a short queue: libsndfile
+    retries a read that a signal interrupts, so Ctrl-C could not stop a stalled pipe read in this thread."""
     if stat.S_ISREG(os.fstat(fd).st_mode):
         handle = audio_io.open_stream(fd, label)
         return AudioStream(label, handle.samplerate, _handle_blocks(handle, label))
-    head = _read_exactly(fd, _MAGIC_BYTES)
-    if not head:
-        raise AudioFileError(label, "contains no data (the stream is empty)")
-    if head == b"fLaC":
-        handle = audio_io.open_stream(_PipeReader(fd, head), label)
-    else:
-        handle = audio_io.open_stream(_relay(fd, head), label)
-    return AudioStream(label, handle.samplerate, _handle_blocks(handle, label))
+    handover: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=QUEUED_BLOCKS)
+
+    def decode() -> None:
+        try:
+            head = _read_exactly(fd, _MAGIC_BYTES)
+            if not head:
+                raise AudioFileError(label, "contains no data (the stream is empty)")
+            source = _PipeReader(fd, head) if head == b"fLaC" else _relay(fd, head)
+            handle = audio_io.open_stream(source, label)
+            handover.put(("rate", handle.samplerate))
+            for block in _handle_blocks(handle, label):
+                handover.put(("block", block))
+            handover.put(("end", None))
+        except Exception as exc:  # handed to the reading thread, which raises it
+            handover.put(("error", exc))
+
+    threading.Thread(target=decode, name="stdin-decoder", daemon=True).start()
+    kind, value = handover.get()
+    if kind == "error":
+        raise value
+    return AudioStream(label, value, _handed_over(handover))
 
 
-def _handle_blocks(handle, label: str) -> Iterator[np.ndarray]:
+def _handed_over(handover: queue.Queue[tuple[str, Any]]) -> Iterator[np.ndarray]:
+    while True:
+        kind, value = handover.get()  # a signal (Ctrl-C) interrupts the wait
+        if kind == "error":
+            raise value
+        if kind == "end":
+            return
+        yield value
+
+
+def _handle_blocks(handle: Any, label: str) -> Iterator[np.ndarray]:
     block_frames = max(1, round(handle.samplerate * PIPE_BLOCK_SECONDS))
     with handle:
         yield from audio_io.iter_handle_blocks(handle, label, block_frames)

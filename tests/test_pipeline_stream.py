@@ -8,6 +8,7 @@ import io
 import json
 import os
 import signal
+import struct
 import subprocess
 import sys
 import threading
@@ -351,3 +352,36 @@ def _rss_kib(pid: int) -> tuple[int, int]:
     """(peak, current) resident set size of process `pid` in KiB, from /proc."""
     fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
     return int(fields["VmHWM"].split()[0]), int(fields["VmRSS"].split()[0])
+
+
+def test_ctrl_c_ends_a_stalled_wav_pipe(synthetic_checkpoint: Path) -> None:
+    """A WAV stream that stops sending (the writer keeps the pipe open): Ctrl-C still ends it at once. The
+    header gives unknown sizes (0xFFFFFFFF), as streaming writers such as ffmpeg do on a pipe."""
+    fmt = struct.pack("<4sIHHIIHH", b"fmt ", 16, 1, 1, RATE, 2 * RATE, 2, 16)
+    header = b"RIFF" + struct.pack("<I", 0xFFFFFFFF) + b"WAVE" + fmt + b"data" + struct.pack("<I", 0xFFFFFFFF)
+    tone = (0.3 * np.sin(np.arange(4 * RATE) * 0.1) * 32767).astype("<i2").tobytes()
+    read_end, write_end = os.pipe()
+    env = {**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", str(REPO)), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "tag", "-", "--stream", "--top-k", "1", "--vggish-checkpoint",
+         str(synthetic_checkpoint)], stdin=read_end, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        text=True, env=env, cwd=REPO)
+    os.close(read_end)
+    try:
+        os.write(write_end, header + tone)  # then nothing more, and the pipe stays open
+        patches = 0
+        while patches < 4:
+            patches += json.loads(proc.stdout.readline())["type"] == "patch"
+        proc.send_signal(signal.SIGINT)
+        sent = time.monotonic()
+        rest = [json.loads(line) for line in proc.stdout]
+        assert proc.wait(timeout=60) == 130
+        assert time.monotonic() - sent < 10
+    finally:
+        os.close(write_end)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    end = rest[-1]
+    assert end == {"type": "end", "duration": end["duration"], "patches": 4, "interrupted": True}
+    assert 3.855 <= end["duration"] <= 4.0  # the audio read when Ctrl-C came: 4 patches need 3.855 s
