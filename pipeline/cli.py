@@ -155,7 +155,7 @@ def cmd_tag(args: argparse.Namespace) -> int:
 
 def _tag_stream(args: argparse.Namespace, raw) -> int:
     """`tag --stream`: JSON lines per patch; the models load (and warm up) before the input is opened."""
-    from pipeline.audio_input import open_input
+    from pipeline.audio_input import STDIN_LABEL, open_input
     from pipeline.stream import StreamTagger, ready_record, run_stream, write_records
 
     if len(args.files) != 1:
@@ -166,7 +166,8 @@ def _tag_stream(args: argparse.Namespace, raw) -> int:
     with _tagger(args) as tagger:
         stream_tagger = StreamTagger(tagger, top_k=args.top_k, events=args.events)
         stream_tagger.warm_up()
-        write_records(sys.stdout, [ready_record(tagger, args.files[0])])
+        source = STDIN_LABEL if args.files[0] == "-" else args.files[0]
+        write_records(sys.stdout, [ready_record(tagger, source)])
         audio = open_input(args.files[0], raw)
         interrupted = run_stream(stream_tagger, audio, sys.stdout)
     if interrupted:

@@ -279,7 +279,7 @@ def test_paced_pipe_latency_model_first_and_ctrl_c(synthetic_checkpoint: Path) -
     writer = None
     try:
         ready = json.loads(proc.stdout.readline())  # nothing has been written to the pipe yet
-        assert ready["type"] == "ready" and ready["source"] == "-"
+        assert ready["type"] == "ready" and ready["source"] == "<stdin>"
         writer = subprocess.Popen([sys.executable, str(WRITER), "--seconds", "30", "--rate", str(RATE),
                                    "--realtime"], stdout=write_end, stderr=subprocess.PIPE, text=True)
         os.close(write_end)
