@@ -34,7 +34,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from classifier.events import EventTracker
+from classifier.events import Event, EventTracker
 from pipeline.audio_input import AudioStream
 from pipeline.tagger import WINDOW_PATCHES, Embeddings, Label, Tagger, TagResult
 from vggish import params
@@ -44,7 +44,6 @@ logger = logging.getLogger(__name__)
 
 PATCH_SECONDS = params.EXAMPLE_WINDOW_SECONDS  # one patch: 0.96 s
 HOP_SECONDS = params.EXAMPLE_HOP_SECONDS  # patches follow each other without overlap
-EVENT_DELAY_PATCHES = WINDOW_PATCHES - 1  # a patch's timeline score is final this many patches later
 _TIME_DIGITS = 3
 
 
@@ -67,7 +66,8 @@ class StreamTagger:
         if events:
             self._tracker = EventTracker(tagger.event_rules, self._mids, self._names, HOP_SECONDS,
                                          PATCH_SECONDS)
-        # Timeline maxima of the patches not yet final, oldest first, [K] each (head columns).
+        # Timeline maxima of the patches not yet final, oldest first, float32 [C] each (head classes; the
+        # label view is applied when a patch is final).
         self._pending: collections.deque[np.ndarray] = collections.deque()
         self._short_timeline: np.ndarray | None = None  # calibrated frames of the newest partial window
         self._started: set[int] = set()  # view columns whose open event has been reported
@@ -148,7 +148,7 @@ class StreamTagger:
                 records.append(self._event_record("event_start", event))
         return records
 
-    def _event_record(self, kind: str, event: Any, end: float | None = None) -> dict[str, Any]:
+    def _event_record(self, kind: str, event: Event, end: float | None = None) -> dict[str, Any]:
         item = event.to_dict() | {"index": self._indices[event.index]}
         if end is not None:
             item["end"] = round(end, _TIME_DIGITS)
