@@ -314,6 +314,28 @@ def _load_member(path: Path, arrays: dict[str, np.ndarray], prefix: str, member:
     return model
 
 
+def set_postprocessing(path: str | os.PathLike[str], *, timeline: dict | None = None,
+                       event_rules: dict | None = None) -> Path:
+    """Store timeline parameters and/or event rules in an existing head file, leaving its weights
+    byte-for-byte as they are (rewritten atomically)."""
+    from classifier.train import save_npz_atomic
+
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        config = json.loads(str(arrays["config"]))
+    except (OSError, ValueError, KeyError) as exc:
+        raise HeadError(f"{path}: not a readable head file ({exc})") from exc
+    if timeline is not None:
+        config["timeline"] = dict(timeline)
+    if event_rules is not None:
+        config["events"] = dict(event_rules)
+    arrays["config"] = np.array(json.dumps(config))
+    save_npz_atomic(path, arrays)
+    return path
+
+
 def load_pretrained(name: str | None = None) -> Head:
     """Load a shipped head by name (default: the AudioSet head trained on balanced-train)."""
     name = name or DEFAULT_HEAD
