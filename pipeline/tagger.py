@@ -164,11 +164,11 @@ class Tagger:
             raise ValueError("window_hop must be at least 1 patch")
         self.window_hop = window_hop
         self.min_score = float(min_score)
+        self.checkpoint = resolve_checkpoint(checkpoint, download=download)
         self.head = load_head(head)
         self.mids, self.names = _class_table(self.head)
         self.view = LabelView(self.mids, self.names, rollup=rollup, classes=classes, exclude=exclude)
         self.event_rules = view_rules(EventRules.from_head(self.head), self.view)
-        self.checkpoint = resolve_checkpoint(checkpoint, download=download)
         self.vggish = vggish.VGGish(self.checkpoint, intra_op_threads=intra_op_threads)
 
     def close(self) -> None:
