@@ -36,7 +36,8 @@ def add_beam_extract_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder (local or a URL)")
     p.add_argument("--format", choices=("tfrecord", "parquet"), default="tfrecord")
     p.add_argument("--raw", action="store_true", help="also keep raw float32 embeddings (parquet)")
-    p.add_argument("--labels", type=Path, metavar="CSV", help="labels CSV (id,labels) for the records' labels")
+    p.add_argument("--labels", type=Path, metavar="CSV",
+                   help="labels CSV (id,labels) for the records' labels")
     p.add_argument("--segment-seconds", type=_segment_seconds, default=600.0, metavar="S",
                    help="files longer than S seconds are split into segments of about S seconds that run on "
                    "different workers and are joined again (default 600)")
@@ -55,7 +56,8 @@ def add_beam_tag_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("sources", nargs="+", metavar="SOURCE",
                    help="TFRecord / Parquet embeddings (file, folder, glob or URL) or audio inputs")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder (local or a URL)")
-    p.add_argument("--head", default=None, metavar="NAME|PATH", help="classifier head (default: the shipped one)")
+    p.add_argument("--head", default=None, metavar="NAME|PATH",
+                   help="classifier head (default: the shipped one)")
     p.add_argument("--top-k", type=_positive_int, default=10, help="labels per clip (default 10)")
     p.add_argument("--window-hop", type=_positive_int, default=1, metavar="PATCHES",
                    help="hop of the 10-patch window over long clips (default 1)")

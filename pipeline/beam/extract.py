@@ -170,7 +170,8 @@ def read_done_ids(p: Any, existing: Mapping[str, list[str]], out: str) -> Any:
 
     sources = []
     if existing["tfrecord"]:
-        sources.append(p | "Read done TFRecords" >> beam.io.ReadFromTFRecord(_join(out, "embeddings-*.tfrecord"))
+        pattern = _join(out, "embeddings-*.tfrecord")
+        sources.append(p | "Read done TFRecords" >> beam.io.ReadFromTFRecord(pattern)
                        | "Their ids" >> beam.Map(_video_id_of_record))
     if existing["parquet"]:
         sources.append(p | "Read done Parquet" >> beam.io.ReadFromParquet(_join(out, "embeddings-*.parquet"),
@@ -198,7 +199,8 @@ def _url_inputs(p: Any, url: UrlInput, index: int) -> Any:
     base = url.base
     return (p | f"Match {index}" >> fileio.MatchFiles(url.pattern)
             | f"Audio files {index}" >> beam.Filter(lambda meta: is_audio_name(meta.path))
-            | f"Clip ids {index}" >> beam.Map(lambda meta, base=base: (meta.path, clip_id_for(meta.path, base))))
+            | f"Clip ids {index}" >> beam.Map(lambda meta, base=base:
+                                              (meta.path, clip_id_for(meta.path, base))))
 
 
 def audio_inputs(p: Any, local: Sequence[tuple[str, str]], urls: Sequence[UrlInput]) -> Any:
@@ -276,6 +278,7 @@ def write_records(clips: Any, options: BeamExtractOptions, run: str) -> None:
         (clips | "Parquet rows" >> beam.ParDo(stages.ParquetRow(options.labels, options.raw))
          | "Write Parquet" >> beam.io.WriteToParquet(prefix, parquet.schema(options.raw),
                                                      codec=parquet.COMPRESSION, file_name_suffix=suffix,
+                                                     use_compliant_nested_type=True,
                                                      num_shards=options.num_shards,
                                                      shard_name_template=SHARD_TEMPLATE))
 
@@ -286,26 +289,38 @@ def check_output_folder(options: BeamExtractOptions) -> dict[str, list[str]]:
     existing = existing_outputs(options.out)
     other = [fmt for fmt in RECORD_SUFFIXES if fmt != options.format and existing[fmt]]
     if other:
-        raise PipelineError(f"{options.out}: holds {other[0]} records; use the same --format, or a new folder")
+        raise PipelineError(f"{options.out}: holds {other[0]} records; use the same --format, "
+                            "or a new folder")
     if not options.skip_existing and (existing[options.format] or existing["errors"]):
-        raise PipelineError(f"{options.out}: holds outputs of an earlier run; pass --skip-existing to process "
+        raise PipelineError(f"{options.out}: holds outputs of an earlier run; pass --skip-existing to "
+                            "process "
                             "only the files not in it yet, or choose a new output folder")
     return existing
 
 
 def metrics_of(result: Any) -> dict[str, int]:
-    """The pipeline's counters by name (RunInference's namespaced `VGGish/...`), summed over steps."""
+    """The pipeline's counters by name, summed over steps, plus `<name>.sum` / `.count` of distributions
+    (RunInference's own metrics get a `VGGish/` prefix). Empty for runners without metrics support."""
     totals: dict[str, int] = {}
     try:
-        counters = result.metrics().query()["counters"]
+        query = result.metrics().query()
     except Exception:  # runners without metrics support
         return totals
-    for counter in counters:
-        name = counter.key.metric.name
-        if counter.key.metric.namespace == "VGGish":
-            name = f"VGGish/{name}"
-        value = counter.committed if counter.committed is not None else counter.attempted
+
+    def add(name: str, value: Any) -> None:
         totals[name] = totals.get(name, 0) + int(value or 0)
+
+    for kind in ("counters", "distributions"):
+        for metric in query.get(kind, []):
+            name = metric.key.metric.name
+            if metric.key.metric.namespace == "VGGish":
+                name = f"VGGish/{name}"
+            value = metric.committed if metric.committed is not None else metric.attempted
+            if kind == "counters":
+                add(name, value)
+            elif value is not None:
+                add(f"{name}.sum", value.sum)
+                add(f"{name}.count", value.count)
     return totals
 
 

@@ -38,7 +38,7 @@ class UrlInput:
 
 
 def is_audio_name(path: str) -> bool:
-    """Whether a file name has one of `extract`'s audio extensions (hidden files excluded, as extract does)."""
+    """Whether a file name has one of `extract`'s audio extensions (hidden files excluded, as in extract)."""
     name = posixpath.basename(path)
     return os.path.splitext(name)[1].lower() in AUDIO_EXTENSIONS and not name.startswith(".")
 

@@ -169,7 +169,8 @@ class VGGishModelHandler(ModelHandler):
 
 
 def patch_part(keyed: tuple[tuple[str, int, int], np.ndarray]) -> tuple[str, tuple]:
-    """RunInference output ((clip_id, segment, index), raw [128]) -> (clip_id, ("patch", segment, index, raw))."""
+    """RunInference output ((clip_id, segment, index), raw [128]) -> (clip_id, ("patch", segment, index,
+    raw))."""
     (clip_id, segment, index), raw = keyed
     return clip_id, ("patch", segment, index, np.asarray(raw, np.float32))
 

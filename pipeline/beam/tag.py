@@ -79,7 +79,8 @@ def source_kind(source: str) -> tuple[str, str]:
         return "parquet", source
     folder = os.path.isdir(source) if not is_url(source) else not glob.has_magic(source)
     if folder:
-        for kind, suffix in (("tfrecord", "*.tfrecord"), ("tfrecord", "*.tfrecords"), ("parquet", "*.parquet")):
+        candidates = (("tfrecord", "*.tfrecord"), ("tfrecord", "*.tfrecords"), ("parquet", "*.parquet"))
+        for kind, suffix in candidates:
             pattern = _join(source, suffix)
             if _match(pattern):
                 return kind, pattern
@@ -169,7 +170,7 @@ def _embedding_clips(p: Any, kind: str, pattern: str, index: int) -> Any:
 
 
 def beam_tag(sources: Sequence[str], checkpoint: Callable[[], str], options: BeamTagOptions) -> BeamTagReport:
-    """Build and run the beam-tag pipeline; `checkpoint()` gives the VGGish checkpoint (audio sources only)."""
+    """Build and run the beam-tag pipeline; `checkpoint()` gives the VGGish checkpoint (for audio sources)."""
     from pipeline.beam.extract import audio_inputs, embed_clips, write_failures
     from pipeline.beam.sources import split_inputs
 
