@@ -62,6 +62,38 @@ def run(kind: str, inputs: Path, out: Path, checkpoint: Path, batch_size: int) -
             "counters": counters}
 
 
+def read_embeddings(folder: Path) -> dict[str, bytes]:
+    """video_id -> the concatenated 128-byte frames of every SequenceExample in a folder's TFRecords."""
+    import tensorflow as tf
+
+    clips = {}
+    for record in tf.data.TFRecordDataset([str(p) for p in sorted(folder.glob("*.tfrecord"))]):
+        example = tf.train.SequenceExample.FromString(record.numpy())
+        clip_id = example.context.feature["video_id"].bytes_list.value[0].decode()
+        frames = example.feature_lists.feature_list["audio_embedding"].feature
+        clips[clip_id] = b"".join(f.bytes_list.value[0] for f in frames)
+    return clips
+
+
+def compare(reference: dict[str, bytes], other: dict[str, bytes]) -> str:
+    """Same clip ids and patch counts? How many uint8 values differ, and by how much at most."""
+    import numpy as np
+
+    if set(reference) != set(other):
+        return f"clip ids differ ({len(set(reference) ^ set(other))} not in both)"
+    values = differing = largest = 0
+    for clip_id, frames in reference.items():
+        if len(frames) != len(other[clip_id]):
+            return f"{clip_id}: {len(frames) // 128} patches against {len(other[clip_id]) // 128}"
+        a = np.frombuffer(frames, np.uint8).astype(int)
+        b = np.frombuffer(other[clip_id], np.uint8).astype(int)
+        values += a.size
+        differing += int((a != b).sum())
+        largest = max(largest, int(np.abs(a - b).max(initial=0)))
+    return (f"same {len(reference)} clip ids and patch counts; {differing} of {values} values differ "
+            f"({100 * differing / max(values, 1):.4f} %), by at most {largest}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=200, help="generated 10-s clips (default 200)")
@@ -117,6 +149,11 @@ def main(argv: list[str] | None = None) -> int:
                           f"{latency:.1f} s (wall, summed over workers), model loads "
                           f"{counters.get('VGGish/load_model_latency_milli_secs.count', 0)} taking "
                           f"{counters.get('VGGish/load_model_latency_milli_secs.sum', 0) / 1000:.1f} s")
+            reference = read_embeddings(folder / f"out-{repeat}-extract")
+            for kind in ("beam-1", "beam-2"):
+                verdict = compare(reference, read_embeddings(folder / f"out-{repeat}-{kind}"))
+                round_results[kind]["equality_vs_extract"] = verdict
+                print(f"  {kind} outputs against extract's: {verdict}")
             results.extend(round_results.values())
         if args.json:
             args.json.write_text(json.dumps(results, indent=2) + "\n")

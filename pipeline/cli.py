@@ -1,4 +1,5 @@
-"""The `audiotag` command line: tag, extract, train, evaluate, pack-features, download-models, info.
+"""The `audiotag` command line: tag, extract, beam-extract, beam-tag, train, evaluate, pack-features,
+download-models, info.
 
 Exit status: 0 success; 1 an error (bad option value, unreadable checkpoint, missing input...), reported as
 one line on stderr; 2 a command-line usage error; 3 the run finished but some input files failed (listed
@@ -172,15 +173,15 @@ BEAM_COMMANDS = ("beam-extract", "beam-tag")
 
 
 def cmd_beam_extract(args: argparse.Namespace) -> int:
-    from pipeline.beam.cli import beam_extract_command
+    from pipeline.beam.cli import beam_extract_command, checkpoint_location
 
-    return beam_extract_command(args, _checkpoint(args), _labels_for_tfrecord)
+    return beam_extract_command(args, checkpoint_location(args, _checkpoint), _labels_for_tfrecord)
 
 
 def cmd_beam_tag(args: argparse.Namespace) -> int:
-    from pipeline.beam.cli import beam_tag_command
+    from pipeline.beam.cli import beam_tag_command, checkpoint_location
 
-    return beam_tag_command(args, _checkpoint)
+    return beam_tag_command(args, lambda: checkpoint_location(args, _checkpoint))
 
 
 # --- train / evaluate / pack-features -------------------------------------------------------------

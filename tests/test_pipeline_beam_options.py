@@ -79,3 +79,17 @@ def test_run_names_and_refusals(tmp_path: Path) -> None:
         check_output_folder(BeamExtractOptions(out=str(tmp_path), format="parquet", skip_existing=True))
     found = check_output_folder(BeamExtractOptions(out=str(tmp_path), skip_existing=True))
     assert len(found["tfrecord"]) == 1 and len(found["errors"]) == 1
+
+
+def test_a_checkpoint_url_goes_to_the_workers_as_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.beam.cli import checkpoint_location
+
+    monkeypatch.delenv("AUDIOTAG_VGGISH_CHECKPOINT", raising=False)
+    args = build_parser().parse_args(["--vggish-checkpoint", "gs://bucket/vggish_model.ckpt", "beam-extract",
+                                      "in", "-o", "out"])
+    assert checkpoint_location(args, lambda _: Path("/never")) == "gs://bucket/vggish_model.ckpt"
+    args = build_parser().parse_args(["beam-extract", "in", "-o", "out"])
+    args.vggish_checkpoint = None
+    assert checkpoint_location(args, lambda _: Path("/local/ckpt")) == "/local/ckpt"
+    monkeypatch.setenv("AUDIOTAG_VGGISH_CHECKPOINT", "s3://b/c.ckpt")
+    assert checkpoint_location(args, lambda _: Path("/never")) == "s3://b/c.ckpt"

@@ -6,10 +6,11 @@ Importing this module does not import Beam or TensorFlow; the commands do.
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 EXIT_OK = 0
 EXIT_SOME_FAILED = 3
@@ -70,13 +71,32 @@ def add_beam_tag_arguments(p: argparse.ArgumentParser) -> None:
                    help="audio sources: TensorFlow threads per worker process")
 
 
+_COLLAPSED_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):/([^/].*)$")
+
+
+def checkpoint_location(args: argparse.Namespace, resolve: Callable[[argparse.Namespace], Path]) -> str:
+    """The VGGish checkpoint for the workers: a URL (gs://..., given with --vggish-checkpoint or
+    AUDIOTAG_VGGISH_CHECKPOINT) as it is, each worker copies it; else the locally resolved path."""
+    for value in (getattr(args, "vggish_checkpoint", None), os.environ.get("AUDIOTAG_VGGISH_CHECKPOINT")):
+        if value is None:
+            continue
+        text = str(value)
+        collapsed = _COLLAPSED_URL.match(text)  # pathlib turned "gs://b/x" into "gs:/b/x"
+        if "://" in text:
+            return text
+        if collapsed and not os.path.exists(text):
+            return f"{collapsed.group(1)}://{collapsed.group(2)}"
+        break
+    return str(resolve(args))
+
+
 def _print_metrics(command: str, metrics: dict[str, int]) -> None:
     if metrics:
         shown = ", ".join(f"{name}={value}" for name, value in sorted(metrics.items()))
         print(f"{command}: counters: {shown}", file=sys.stderr)
 
 
-def beam_extract_command(args: argparse.Namespace, checkpoint: Path,
+def beam_extract_command(args: argparse.Namespace, checkpoint: str,
                          labels_for: Callable[[Path, Sequence[str]], dict[str, list[int]]]) -> int:
     from pipeline.beam.extract import BeamExtractOptions, beam_extract
     from pipeline.beam.sources import split_inputs
@@ -91,7 +111,7 @@ def beam_extract_command(args: argparse.Namespace, checkpoint: Path,
         segment_seconds=args.segment_seconds, num_shards=args.num_shards, batch_size=args.batch_size,
         skip_existing=args.skip_existing, cnn_threads=args.cnn_threads, beam_args=list(args.beam_args),
     )
-    report = beam_extract(local, urls, str(checkpoint), options)
+    report = beam_extract(local, urls, checkpoint, options)
     _print_metrics("audiotag beam-extract", report.metrics)
     done = "?" if report.clips_done is None else report.clips_done
     failed = "?" if report.clips_failed is None else report.clips_failed
@@ -104,7 +124,7 @@ def beam_extract_command(args: argparse.Namespace, checkpoint: Path,
     return EXIT_OK
 
 
-def beam_tag_command(args: argparse.Namespace, checkpoint_for: Callable[..., Any]) -> int:
+def beam_tag_command(args: argparse.Namespace, checkpoint: Callable[[], str]) -> int:
     from pipeline.beam.tag import BeamTagOptions, beam_tag
 
     options = BeamTagOptions(
@@ -112,7 +132,7 @@ def beam_tag_command(args: argparse.Namespace, checkpoint_for: Callable[..., Any
         num_shards=args.num_shards, batch_size=args.batch_size, segment_seconds=args.segment_seconds,
         cnn_threads=args.cnn_threads, beam_args=list(args.beam_args),
     )
-    report = beam_tag(args.sources, lambda: str(checkpoint_for(args)), options)
+    report = beam_tag(args.sources, checkpoint, options)
     _print_metrics("audiotag beam-tag", report.metrics)
     print(f"audiotag beam-tag: run {report.run}: {report.clips_done} clips tagged, {report.clips_failed} "
           f"failed ({report.wall_seconds:.1f} s) -> {args.output}", file=sys.stderr)

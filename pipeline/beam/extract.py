@@ -29,6 +29,7 @@ SHARD_TEMPLATE = "-SSSSS-of-NNNNN"
 ERRORS_SUFFIX = ".tsv"
 _RUN_PATTERN = re.compile(r"^(?:embeddings|errors|tags)-r(\d+)-")
 PATCH_SECONDS = 0.96
+LOCAL_WORKER_LOG_LEVEL = "WARNING"  # Beam's workers log every bundle at INFO
 
 
 @dataclass
@@ -88,6 +89,8 @@ def make_pipeline_options(beam_args: Sequence[str]) -> tuple[Any, Any, int | Non
         args.append("--direct_running_mode=multi_processing")
     if not _has_option(args, "direct_num_workers"):
         args.append(f"--direct_num_workers={available_cores()}")
+    if not _has_option(args, "default_sdk_harness_log_level"):
+        args.append(f"--default_sdk_harness_log_level={LOCAL_WORKER_LOG_LEVEL}")
     options = PipelineOptions(args)
     return options, FnApiRunner(), max(1, options.view_as(DirectOptions).direct_num_workers)
 
