@@ -9,9 +9,10 @@ Each repeat runs, in this order (the order rotates by one between repeats): `aud
 `--direct_num_workers=2` (TFRecords; CNN threads per worker = cores / workers). Throughput is audio
 seconds per wall second of the whole process, start-up included (Python and TensorFlow imports, loading the
 checkpoint in every worker, Beam's job service and worker start-up). Ratios are against the `extract` run of
-the same repeat. Beam's own counters of each run are printed (decode CPU ms, patches, RunInference batch
-latency). Without --checkpoint a SYNTHETIC checkpoint is used: same architecture, so the same cost as the
-release.
+the same repeat; CPU seconds are those of each run's whole process tree (sampled from /proc every 0.5 s).
+Beam's own counters of each run are printed (decode CPU ms, patches, RunInference batch latency), and
+the Beam runs' embeddings are compared with extract's. Without --checkpoint a SYNTHETIC checkpoint is used:
+same architecture, so the same cost as the release.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_extract import CLIP_SECONDS, generate_clips
+from bench_extract import CLIP_SECONDS, TreeCPU, generate_clips
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,14 +43,13 @@ def _command(kind: str, inputs: Path, out: Path, checkpoint: Path, batch_size: i
 
 
 def run(kind: str, inputs: Path, out: Path, checkpoint: Path, batch_size: int) -> dict:
-    """One whole process; returns wall seconds, exit status, CPU seconds of its children, Beam counters."""
+    """One whole process: wall seconds, exit status, CPU seconds of its process tree, Beam's counters."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO_ROOT)}
-    before = os.times()
-    started = time.monotonic()
-    process = subprocess.run(_command(kind, inputs, out, checkpoint, batch_size), env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    wall = time.monotonic() - started
-    after = os.times()
+    with TreeCPU() as cpu:  # sampled over the whole process tree (workers, forkserver, Beam's SDK workers)
+        started = time.monotonic()
+        process = subprocess.run(_command(kind, inputs, out, checkpoint, batch_size), env=env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        wall = time.monotonic() - started
     counters = {}
     match = re.search(r"counters: (.*)", process.stderr)
     if match:
@@ -57,8 +57,7 @@ def run(kind: str, inputs: Path, out: Path, checkpoint: Path, batch_size: int) -
     if process.returncode != 0:
         print(process.stderr[-3000:], file=sys.stderr)
     return {"kind": kind, "wall_s": wall, "rc": process.returncode,
-            "cpu_s": (after.children_user - before.children_user)
-            + (after.children_system - before.children_system),
+            "cpu_s": cpu.seconds,
             "counters": counters}
 
 
