@@ -115,13 +115,21 @@ def _errors(files: list[Path]) -> dict[str, str]:
     return {line.split("\t")[1]: line.split("\t")[2] for line in lines if not line.startswith("path\t")}
 
 
-def _assert_close(a: np.ndarray, b: np.ndarray, clip_id: str) -> float:
-    """Postprocessed embeddings from differently composed CNN batches: at most ±1 level; returns the
-    fraction of values that differ."""
+def _assert_close(a: np.ndarray, b: np.ndarray, clip_id: str) -> int:
+    """Postprocessed embeddings from differently composed CNN batches: at most ±1 level; returns how many
+    values differ."""
     assert a.shape == b.shape, clip_id
     diff = np.abs(a.astype(int) - b.astype(int))
-    assert diff.max() <= 1, clip_id
-    return float(np.mean(diff > 0))
+    assert diff.max(initial=0) <= 1, clip_id
+    return int(np.count_nonzero(diff))
+
+
+def _allowed_differences(values: int) -> int:
+    """At most 0.01 % of the values may differ by one level. The CNN's float rounding depends on how a
+    batch is composed, and Beam composes batches differently from run to run; on a few thousand values
+    0.01 % is less than one value, so up to 2 are allowed (100 clips differed in 1 to 10 of 128,000
+    values in bench_beam.py)."""
+    return max(2, int(values * 1e-4))
 
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared]
@@ -134,13 +142,14 @@ def test_beam_extract_equals_extract(beam_tfrecords: Path, extract_parquet: Path
     beam = read_tfrecords(shards)
     ours = read_parquet(sorted(extract_parquet.glob("embeddings-*.parquet")))
     assert set(beam) == set(ours) == {*REAL_CLIPS, LONG_CLIP}
-    differing = []
+    differing = values = 0
     for clip_id, clip in beam.items():
         assert len(clip["embedding"]) == len(ours[clip_id]["embedding"]) == len(ours[clip_id]["timestamps"])
-        differing.append(_assert_close(clip["embedding"], ours[clip_id]["embedding"], clip_id))
+        differing += _assert_close(clip["embedding"], ours[clip_id]["embedding"], clip_id)
+        values += clip["embedding"].size
         assert clip["end"] == pytest.approx(ours[clip_id]["end_time_seconds"], abs=1e-5)
     assert len(beam[LONG_CLIP]["embedding"]) == 11 and len(beam["dog.wav"]["embedding"]) == 1
-    assert np.mean(differing) <= 1e-4  # at most 0.01 % of the values, ±1 level
+    assert differing <= _allowed_differences(values)
     # The dead letters: the same clip ids and reasons as extract's errors.tsv.
     beam_errors = _errors(sorted(beam_tfrecords.glob("errors-r001-*.tsv")))
     assert beam_errors == _errors([extract_parquet / "errors.tsv"])
@@ -156,7 +165,10 @@ def test_parquet_of_segments_equals_the_tfrecords(
                  "--segment-seconds", "3", "--batch-size", "16", "--direct_num_workers=1"],
                 synthetic_checkpoint)
     assert code == EXIT_SOME_FAILED
-    assert "segments=" in capsys.readouterr().err
+    counters = dict(item.split("=") for item in
+                    capsys.readouterr().err.split("counters: ")[1].splitlines()[0].split(", "))
+    # Every file of more than 3 patches was split (the 11-patch one into 4 segments).
+    assert int(counters["segments"]) >= int(counters["files_planned"]) + 3
     import pyarrow as pa
 
     schema = pa_parquet.read_schema(sorted(out.glob("embeddings-r001-*.parquet"))[0])
@@ -170,14 +182,18 @@ def test_parquet_of_segments_equals_the_tfrecords(
     from vggish import Postprocessor
 
     post = Postprocessor()
+    differing = values = 0
     for clip_id, clip in clips.items():
-        _assert_close(clip["embedding"], reference[clip_id]["embedding"], clip_id)
+        differing += _assert_close(clip["embedding"], reference[clip_id]["embedding"], clip_id)
+        values += clip["embedding"].size
         raw = np.asarray(clip["raw"], np.float32)
         np.testing.assert_array_equal(post.postprocess(raw), clip["embedding"])
         np.testing.assert_allclose(clip["timestamps"], np.arange(len(raw)) * 0.96)
         assert clip["start_time_seconds"] == 0.0 and clip["labels"] == []
-    # The long generated file ran as 4 segments on their own and is joined back to the unsegmented result.
-    np.testing.assert_array_equal(clips[LONG_CLIP]["embedding"], reference[LONG_CLIP]["embedding"])
+    assert differing <= _allowed_differences(values)
+    # The long generated file ran as 4 segments on their own and is joined back into the unsegmented result
+    # (the same 11 patches; its log-mel equals the whole-file stream's: tests/test_vggish_input.py).
+    assert len(clips[LONG_CLIP]["embedding"]) == 11
 
 
 def test_skip_existing_processes_only_new_files(
