@@ -115,8 +115,10 @@ def beam_extract_command(args: argparse.Namespace, checkpoint: str,
     _print_metrics("audiotag beam-extract", report.metrics)
     done = "?" if report.clips_done is None else report.clips_done
     failed = "?" if report.clips_failed is None else report.clips_failed
+    workers = f"{report.workers} local workers" if report.workers else "cluster workers"
     print(f"audiotag beam-extract: run {report.run}: {done} files embedded, {failed} failed "
-          f"({report.wall_seconds:.1f} s) -> {args.output}", file=sys.stderr)
+          f"({report.wall_seconds:.1f} s; {workers}, {report.cnn_threads} CNN threads each) -> {args.output}",
+          file=sys.stderr)
     if report.failures_in_out:
         print(f"audiotag beam-extract: {report.failures_in_out} failed files are listed in "
               f"{args.output}/errors-*.tsv", file=sys.stderr)
