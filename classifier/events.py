@@ -128,7 +128,9 @@ class EventTracker:
     """Incremental detection, one frame (patch) at a time, with the rules of the module docstring.
 
     ``detect_events`` is built on it, so a stream and a file give the same events. Frames must come in
-    order of their start times. ``hop_seconds`` is the spacing of frames, ``patch_seconds`` their length.
+    order of their start times. ``patch_seconds`` is a frame's length (an event ends at its last frame's
+    start + patch_seconds); ``hop_seconds``, the nominal spacing of frames, is kept as an attribute for
+    callers: the rules use each frame's own start time, so a stream that skips frames still works.
     """
 
     def __init__(self, rules: EventRules, mids: Sequence[str], names: Sequence[str],

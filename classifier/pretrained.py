@@ -133,6 +133,8 @@ class Head:
         from classifier.models import DECISION_LEVEL_KINDS, frame_model
 
         clips = _check_clips(clips)
+        if not clips:
+            return []
         if self._frame_fns is None:
             models = self.frame_members or [m for m in self.members if m.name in DECISION_LEVEL_KINDS]
             self._frame_fns = [
@@ -140,10 +142,10 @@ class Head:
                             reduce_retracing=True)
                 for model in (frame_model(m) for m in models)
             ]
-        if not self._frame_fns:
-            lengths = np.cumsum([len(c) for c in clips])[:-1]
-            patches = [row[None] for clip in clips for row in clip]
-            return np.split(self.predict_clips(patches, batch_size), lengths) if patches else []
+        if not self._frame_fns:  # every patch as a one-patch clip, [P, 1, 128] (the models take any T)
+            patches = np.concatenate(clips)[:, None, :]
+            probs = self.predict_arrays(patches, np.ones(patches.shape[:2], bool), batch_size)
+            return np.split(probs, np.cumsum([len(c) for c in clips])[:-1])
         x, mask = pad_clips(clips)
         probs = self._run(self._frame_fns, x, mask, batch_size)
         return [p[: len(c)] for p, c in zip(probs, clips, strict=True)]

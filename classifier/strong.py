@@ -8,9 +8,9 @@ one of the class's events overlaps it by at least half the patch or by at least 
 
 Metrics (numpy only):
 - frame mAP: AP per class over all patches of all clips pooled, averaged over classes with positives;
-- localization AP: per (clip, class) with at least one active and one inactive patch, the AP of the
-  clip's patch scores for that class; averaged per class, then over classes; chance is the AP of a
-  random order, i.e. the active fraction of the clip's patches;
+- localization AP inside positive clips: per class, the AP of the patch scores over the patches of the
+  clips that contain the class, pooled, averaged over classes; chance is the AP of a random order, i.e. the
+  active fraction of those patches;
 - segment F1: 1-s segments of each clip; a class is present in a segment when a reference (or detected)
   event overlaps it; micro F1 (counts summed over classes) and macro F1 (mean over classes with
   reference or detected activity).
@@ -87,21 +87,23 @@ class Localization:
 
 
 def localization_ap(targets: Sequence[np.ndarray], scores: Sequence[np.ndarray]) -> Localization:
-    """Per (clip, class) with active and inactive patches: AP of the clip's patch scores; class means of AP
-    and chance (active fraction), averaged over classes."""
-    per_class_ap: dict[int, list[float]] = defaultdict(list)
-    per_class_chance: dict[int, list[float]] = defaultdict(list)
-    for y, s in zip(targets, scores, strict=True):
-        active = y.sum(axis=0)
-        for k in np.flatnonzero((active > 0) & (active < len(y))):
-            per_class_ap[k].append(_average_precision(y[:, k], s[:, k]))
-            per_class_chance[k].append(active[k] / len(y))
-    classes = sorted(per_class_ap)
-    if not classes:
+    """Per class: the AP of the patch scores over all patches of the clips that contain the class (at least
+    one active patch), pooled; chance is the active fraction of those patches. Both averaged over classes
+    whose pooled patches are not all active; ``pairs`` counts the (clip, class) pairs used."""
+    aps, chances, pairs = [], [], 0
+    for k in range(targets[0].shape[1] if targets else 0):
+        positive = [i for i, y in enumerate(targets) if y[:, k].any()]
+        if not positive:
+            continue
+        y = np.concatenate([targets[i][:, k] for i in positive])
+        if y.all():
+            continue
+        aps.append(_average_precision(y, np.concatenate([scores[i][:, k] for i in positive])))
+        chances.append(y.mean())
+        pairs += len(positive)
+    if not aps:
         return Localization(float("nan"), float("nan"), 0)
-    return Localization(float(np.mean([np.mean(per_class_ap[k]) for k in classes])),
-                        float(np.mean([np.mean(per_class_chance[k]) for k in classes])),
-                        sum(len(v) for v in per_class_ap.values()))
+    return Localization(float(np.mean(aps)), float(np.mean(chances)), pairs)
 
 
 def _average_precision(y: np.ndarray, s: np.ndarray) -> float:

@@ -107,6 +107,12 @@ class TagResult:
         return self._labels(self.frame_scores[frame], top_k)
 
 
+def top_labels(scores: np.ndarray, mids: list[str], names: list[str], top_k: int | None) -> list[Label]:
+    """The `top_k` best classes of scores float [C] (all when top_k is None), best first, ties by index."""
+    order = np.argsort(-scores, kind="stable")[: top_k if top_k else None]
+    return [Label(int(i), mids[i], names[i], float(scores[i])) for i in order]
+
+
 def window_starts(num_patches: int, hop: int = 1, window: int = WINDOW_PATCHES) -> np.ndarray:
     """First patch of each sliding window, int [W]; one window at 0 for clips of up to `window` patches."""
     if num_patches <= window:
@@ -117,7 +123,7 @@ def window_starts(num_patches: int, hop: int = 1, window: int = WINDOW_PATCHES) 
     return np.asarray(starts, dtype=np.int64)
 
 
-def _class_table(head: Any) -> tuple[list[str], list[str]]:
+def class_table(head: Any) -> tuple[list[str], list[str]]:
     """(mids, names) of the head's outputs: AudioSet mids when its classes are AudioSet's, else the names."""
     names = list(head.class_names)
     from classifier.labels import load_class_labels
@@ -164,11 +170,11 @@ class Tagger:
             raise ValueError("window_hop must be at least 1 patch")
         self.window_hop = window_hop
         self.min_score = float(min_score)
+        self.checkpoint = resolve_checkpoint(checkpoint, download=download)
         self.head = load_head(head)
-        self.mids, self.names = _class_table(self.head)
+        self.mids, self.names = class_table(self.head)
         self.view = LabelView(self.mids, self.names, rollup=rollup, classes=classes, exclude=exclude)
         self.event_rules = view_rules(EventRules.from_head(self.head), self.view)
-        self.checkpoint = resolve_checkpoint(checkpoint, download=download)
         self.vggish = vggish.VGGish(self.checkpoint, intra_op_threads=intra_op_threads)
 
     def close(self) -> None:

@@ -124,23 +124,22 @@ def test_frame_targets_half_patch_or_half_event():
     assert y[:, 1].nonzero()[0].tolist() == [2, 3]
 
 
-def test_localization_ap_matches_scikit_learn_and_chance_is_the_active_fraction():
+def test_localization_ap_pools_positive_clips_and_matches_scikit_learn():
     rng = np.random.default_rng(4)
     targets, scores = [], []
     for _ in range(20):
-        y = rng.uniform(0, 1, (10, 3)) < 0.4
-        targets.append(y)
+        targets.append(rng.uniform(0, 1, (10, 3)) < 0.3)
         scores.append(np.round(rng.uniform(0, 1, (10, 3)), 1))  # ties included
+    targets[0][:, 2] = True  # an all-active clip is pooled too
     loc = localization_ap(targets, scores)
-    per_class_ap, per_class_chance = [], []
+    aps, chances = [], []
     for k in range(3):
-        aps = [average_precision_score(y[:, k], s[:, k]) for y, s in zip(targets, scores, strict=True)
-               if 0 < y[:, k].sum() < 10]
-        chances = [y[:, k].mean() for y in targets if 0 < y[:, k].sum() < 10]
-        per_class_ap.append(np.mean(aps))
-        per_class_chance.append(np.mean(chances))
-    assert loc.ap == pytest.approx(np.mean(per_class_ap))
-    assert loc.chance == pytest.approx(np.mean(per_class_chance))
+        positive = [i for i, y in enumerate(targets) if y[:, k].any()]
+        y = np.concatenate([targets[i][:, k] for i in positive])
+        aps.append(average_precision_score(y, np.concatenate([scores[i][:, k] for i in positive])))
+        chances.append(y.mean())
+    assert loc.ap == pytest.approx(np.mean(aps)) and loc.chance == pytest.approx(np.mean(chances))
+    assert loc.pairs == sum(int(y[:, k].any()) for y in targets for k in range(3))
 
 
 def test_segment_f1_counts():

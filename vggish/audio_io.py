@@ -74,16 +74,26 @@ def to_mono(block: np.ndarray) -> np.ndarray:
     return block if block.ndim == 1 else np.mean(block, axis=1)
 
 
-def iter_mono_blocks(path: str | Path, block_frames: int = DEFAULT_BLOCK_FRAMES) -> Iterator[np.ndarray]:
+def iter_mono_blocks(
+    path: str | Path, block_frames: int = DEFAULT_BLOCK_FRAMES, *, start_frame: int = 0,
+    stop_frame: int | None = None,
+) -> Iterator[np.ndarray]:
     """Decode `path` block by block: yields float64 mono arrays of up to `block_frames` samples at the
     file's own sample rate. Only one block is in memory at a time. Raises AudioFileError when the
     file cannot be opened or decoded, or holds no samples (before yielding anything in that case).
+    `start_frame` / `stop_frame` (input sample frames) read only that part of the file.
     """
     path = Path(path)
     if block_frames < 1:
         raise ValueError(f"block_frames must be positive, got {block_frames}")
     with _open(path) as handle:
-        yield from iter_handle_blocks(handle, path, block_frames)
+        if start_frame:
+            try:
+                handle.seek(start_frame)
+            except (sf.LibsndfileError, RuntimeError) as exc:
+                raise AudioFileError(path, f"cannot seek to frame {start_frame} ({exc})") from exc
+        frames = None if stop_frame is None else max(0, stop_frame - start_frame)
+        yield from iter_handle_blocks(handle, path, block_frames, frames=frames)
 
 
 def open_stream(source: int | BinaryIO, label: str) -> sf.SoundFile:
@@ -102,15 +112,18 @@ def open_stream(source: int | BinaryIO, label: str) -> sf.SoundFile:
 
 
 def iter_handle_blocks(
-    handle: sf.SoundFile, label: str | Path, block_frames: int = DEFAULT_BLOCK_FRAMES
+    handle: sf.SoundFile, label: str | Path, block_frames: int = DEFAULT_BLOCK_FRAMES, *,
+    frames: int | None = None,
 ) -> Iterator[np.ndarray]:
-    """Decode an open SoundFile block by block into float64 mono arrays (PCM-16 exactly as int16 / 32768),
-    as iter_mono_blocks does for a path. Raises AudioFileError naming `label`."""
+    """Decode an open SoundFile from its current position block by block into float64 mono arrays (PCM-16
+    exactly as int16 / 32768), at most `frames` sample frames (None: to the end), as iter_mono_blocks does
+    for a path. Raises AudioFileError naming `label`, also when there are no samples."""
     pcm16 = handle.subtype == "PCM_16"
     total = 0
-    while True:
+    while frames is None or total < frames:
+        size = block_frames if frames is None else min(block_frames, frames - total)
         try:
-            block = handle.read(block_frames, dtype="int16" if pcm16 else "float64", always_2d=True)
+            block = handle.read(size, dtype="int16" if pcm16 else "float64", always_2d=True)
         except (sf.LibsndfileError, RuntimeError) as exc:
             raise AudioFileError(label, f"decoding failed after {total} frames ({exc})") from exc
         if len(block) == 0:
