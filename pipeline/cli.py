@@ -17,6 +17,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from safeio.oserrors import describe_os_error, is_environment_error
+
 logger = logging.getLogger("audiotag")
 
 EXIT_OK = 0
@@ -37,12 +39,13 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
     from classifier.readers import ReaderError
     from classifier.train import TrainError
     from pipeline.errors import PipelineError
+    from safeio.lock import FolderBusyError
     from vggish import AudioFileError, CheckpointError, PCAParamsError
     from vggish.download import DownloadError
 
     return (UserError, PipelineError, AudioFileError, CheckpointError, PCAParamsError, DownloadError,
-            LabelsError, ReaderError, HeadError, TrainError, FileNotFoundError, PermissionError,
-            IsADirectoryError, NotADirectoryError)
+            LabelsError, ReaderError, HeadError, TrainError, FolderBusyError, FileNotFoundError,
+            PermissionError, IsADirectoryError, NotADirectoryError)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -54,8 +57,8 @@ def _one_line(exc: BaseException) -> str:
             f"{problem} (URL {url}; download it by hand and pass --vggish-checkpoint PATH or set "
             "AUDIOTAG_VGGISH_CHECKPOINT)"
         )
-    if isinstance(exc, OSError) and exc.filename is not None:
-        return f"{exc.filename}: {exc.strerror or exc}"
+    if isinstance(exc, OSError) and (exc.filename is not None or is_environment_error(exc)):
+        return describe_os_error(exc)
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
@@ -122,11 +125,8 @@ def _labels_for_tfrecord(path: Path, clip_ids: Sequence[str]) -> dict[str, list[
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
-    import vggish
-    from pipeline import frontend
-    from pipeline.extract import ExtractOptions, default_cnn_threads, extract
     from pipeline.inputs import collect_inputs
-    from vggish.checkpoint import checkpoint_status
+    from safeio.lock import FolderLock
 
     inputs = collect_inputs(args.inputs)
     if not inputs:
@@ -136,6 +136,18 @@ def cmd_extract(args: argparse.Namespace) -> int:
         if args.format != "tfrecord":
             raise UserError("--labels fills the TFRecord `labels` field; it needs --format tfrecord")
         labels = _labels_for_tfrecord(args.labels, [item.clip_id for item in inputs])
+    if args.output.exists() and not args.output.is_dir():
+        raise UserError(f"{args.output}: exists and is not a folder")
+    with FolderLock(args.output, wait=args.wait):  # refused at once, before the model is loaded
+        return _run_extract(args, inputs, labels)
+
+
+def _run_extract(args: argparse.Namespace, inputs: Sequence, labels: dict[str, list[int]] | None) -> int:
+    import vggish
+    from pipeline import frontend
+    from pipeline.extract import ExtractOptions, default_cnn_threads, extract
+    from vggish.checkpoint import checkpoint_status
+
     checkpoint = _checkpoint(args)
     frontend.prestart()  # the workers' warm-up overlaps loading the model
     options = ExtractOptions(
@@ -146,6 +158,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
         files_per_shard=args.files_per_shard,
         labels=labels,
         progress=not args.no_progress and sys.stderr.isatty(),
+        wait=args.wait,
     )
     if args.workers is not None:
         options.workers = args.workers
@@ -270,6 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_tag)
 
+    from pipeline.training import add_evaluate_arguments, add_train_arguments, add_wait_argument
+
     p = sub.add_parser(
         "extract",
         parents=[common],
@@ -298,9 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="TensorFlow threads for the CNN (default: one per core)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_wait_argument(p)
     p.set_defaults(func=cmd_extract)
-
-    from pipeline.training import add_evaluate_arguments, add_train_arguments
 
     p = sub.add_parser(
         "train",
@@ -376,7 +390,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return EXIT_INTERRUPTED
     except Exception as exc:
-        if isinstance(exc, _user_error_types()):
+        if isinstance(exc, _user_error_types()) or is_environment_error(exc):
             logger.debug("details", exc_info=True)
             print(f"audiotag: error: {_one_line(exc)}", file=sys.stderr)
             return EXIT_ERROR

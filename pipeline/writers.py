@@ -23,6 +23,7 @@ import numpy as np
 
 from classifier.writers import sequence_example
 from safeio.atomic import atomic_output
+from safeio.atomic import remove_stale_temporaries as remove_temporaries_in
 
 logger = logging.getLogger(__name__)
 
@@ -335,8 +336,7 @@ def open_writer(
 
 
 def remove_stale_temporaries(out_dir: Path) -> None:
-    """Delete temporary files left by a killed run in the output folder and the state folder."""
+    """Delete temporary files left by killed runs in the output folder and the state folder (never those
+    of a live process: safeio.atomic.remove_stale_temporaries)."""
     for folder in (out_dir, out_dir / STATE_DIR, out_dir / STATE_DIR / "parts"):
-        if folder.is_dir():
-            for tmp in folder.glob(".*.part"):
-                tmp.unlink(missing_ok=True)
+        remove_temporaries_in(folder)
