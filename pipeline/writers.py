@@ -7,7 +7,9 @@ finished in an output folder, so an interrupted run resumes where it stopped:
   its clips are finished. Shard names follow `embeddings-00000-of-NNNNN.tfrecord`.
 - hdf5: finished clips are saved in durable npz parts under `.audiotag/parts/`; at the end of a run the
   parts (and the previous `embeddings.h5`, when there is one) are merged into a new `embeddings.h5`, renamed
-  atomically, and the parts deleted.
+  atomically, and the parts deleted. The merge first checks that the disk has room for it, and runs in a
+  child process (safeio.isolated): a failed write is an OSError naming the file, never a crash, and the
+  parts stay for the rerun.
 - npz: `OUT/<clip id>.npz` per clip, written atomically; its existence means the clip is finished.
 """
 
@@ -22,8 +24,11 @@ from pathlib import Path
 import numpy as np
 
 from classifier.writers import sequence_example
+from pipeline.frontend import mp_context
 from safeio.atomic import atomic_output
 from safeio.atomic import remove_stale_temporaries as remove_temporaries_in
+from safeio.isolated import run_isolated
+from safeio.oserrors import check_free_space
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +36,7 @@ FORMATS = ("tfrecord", "hdf5", "npz")
 STATE_DIR = ".audiotag"
 HDF5_NAME = "embeddings.h5"
 HDF5_FORMAT = "audiotag-embeddings-v1"
+MERGE_SPACE_MARGIN_BYTES = 1 << 20  # HDF5 metadata and partly filled chunks
 
 
 @dataclass
@@ -221,16 +227,22 @@ class HDF5Writer(Writer):
         if not parts and self.final_path.is_file():
             return
         sources = ([self.final_path] if self.final_path.is_file() else []) + parts
-        _merge_hdf5(
-            sources,
-            self.final_path,
-            raw=self.raw,
-            attrs={
-                "format": HDF5_FORMAT,
-                "hop_seconds": self.hop_seconds,
-                "checkpoint_status": self.checkpoint_status,
-            },
-        )
+        attrs = {
+            "format": HDF5_FORMAT,
+            "hop_seconds": self.hop_seconds,
+            "checkpoint_status": self.checkpoint_status,
+        }
+        # The new file is about as large as its sources; the old one stays until the new one replaces it.
+        needed = int(sum(source.stat().st_size for source in sources) * 1.1) + MERGE_SPACE_MARGIN_BYTES
+        check_free_space(self.out_dir, needed, f"merging {len(sources)} files into {HDF5_NAME}")
+        # In a child process: HDF5 can crash its process when a write fails while it closes the file.
+        job = (sources, self.final_path, self.raw, attrs)
+        try:
+            run_isolated(mp_context(), _merge_job, job, path=self.final_path)
+        except OSError:
+            remove_temporaries_in(self.out_dir)  # the merge's temporary file, if its process died
+            check_free_space(self.out_dir, needed, f"merging {len(sources)} files into {HDF5_NAME}")
+            raise
         for part in parts:
             part.unlink()
 
@@ -259,6 +271,11 @@ def _read_source(path: Path, raw: bool, clips_per_chunk: int = 4096) -> Iterator
             if raw:
                 arrays["raw"] = f["raw"][rows]
             yield arrays
+
+
+def _merge_job(sources: list[Path], dest: Path, raw: bool, attrs: Mapping[str, object]) -> None:
+    """_merge_hdf5 with positional arguments (the target of the merge's child process)."""
+    _merge_hdf5(sources, dest, raw=raw, attrs=attrs)
 
 
 def _merge_hdf5(sources: Iterable[Path], dest: Path, *, raw: bool, attrs: Mapping[str, object]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 from collections.abc import Iterator
 
 from safeio.names import printable_name
@@ -22,6 +23,8 @@ _ADVICE = {
     errno.EROFS: "read-only file system; choose an output folder on a writable file system",
     errno.EMFILE: "too many open files in this process; raise the limit (`ulimit -n`) and rerun",
     errno.ENFILE: "too many open files on this system; close some programs and rerun",
+    errno.EIO: "input/output error (a failing device, or a writing process that crashed); finished work "
+    "is kept, rerun the same command",
     errno.ELOOP: "too many levels of symbolic links (a symbolic link loop)",
     errno.ENAMETOOLONG: "file name too long",
 }
@@ -37,6 +40,8 @@ def describe_os_error(exc: OSError, path: str | os.PathLike | None = None) -> st
     """`PATH: problem; what to do` for an OSError (`path` when the error does not name one itself)."""
     where = exc.filename if exc.filename is not None else path
     problem = _ADVICE.get(exc.errno) or exc.strerror or str(exc)
+    if exc.errno in _ADVICE and exc.strerror and exc.errno and exc.strerror != os.strerror(exc.errno):
+        problem = f"{exc.strerror}; {problem}"  # a detail of ours (check_free_space) before the advice
     return f"{printable_name(where)}: {problem}" if where is not None else problem
 
 
@@ -57,3 +62,14 @@ def errors_naming(path: str | os.PathLike) -> Iterator[None]:
         if named is exc:
             raise
         raise named from exc
+
+
+def check_free_space(folder: str | os.PathLike, needed_bytes: int, what: str) -> None:
+    """OSError(ENOSPC) naming `folder` when its file system has less than `needed_bytes` free for `what`."""
+    free = shutil.disk_usage(folder).free
+    if free < needed_bytes:
+        raise OSError(
+            errno.ENOSPC,
+            f"{what} needs about {needed_bytes / 1e6:.1f} MB, {free / 1e6:.1f} MB free",
+            os.fspath(folder),
+        )
