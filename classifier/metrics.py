@@ -50,7 +50,10 @@ class Metrics:
                 "no positive or no negative clip: left out of the means"
             )
         if math.isinf(self.d_prime):
-            notes.append("d_prime is infinite (every used class perfectly separated, mean AUC 1): null")
+            notes.append(
+                f"d_prime is {'+' if self.d_prime > 0 else '-'}infinity (mean AUC {self.mAUC:g}: the scores "
+                "separate positives from negatives perfectly); written as null"
+            )
         return notes
 
 

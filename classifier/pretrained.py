@@ -23,6 +23,7 @@ import numpy as np
 
 from classifier.clipset import EMBEDDING_SIZE, MAX_FRAMES, pad_clips
 from classifier.labels import data_dir
+from safeio.artifacts import BrokenFileError, read_npz
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +32,9 @@ DEFAULT_HEAD = "audioset"
 WEIGHT_DTYPES = ("float32", "float16", "int8")
 COMBINE_RULES = ("mean_probability", "mean_logit")
 _LOGIT_EPS = 1e-7  # probabilities are clipped to [eps, 1 - eps] before taking log-odds
+
+
+_HEAD_REMEDY = "pass a head.npz written by `audiotag train` (or train one again)"
 
 
 class HeadError(ValueError):
@@ -217,11 +221,18 @@ def load_head(path: str | os.PathLike[str]) -> Head:
     if not path.is_file():
         raise HeadError(f"{path}: head file not found")
     try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
+        arrays = read_npz(path)
+    except BrokenFileError as exc:
+        raise HeadError(f"{exc}; not a usable head file: {_HEAD_REMEDY}") from None
+    except OSError as exc:
+        raise HeadError(f"{path}: cannot read the head file ({exc.strerror or exc})") from exc
+    try:
         config = json.loads(str(arrays.pop("config")))
-    except (OSError, ValueError, KeyError) as exc:
-        raise HeadError(f"{path}: not a readable head file ({exc})") from exc
+    except (ValueError, KeyError) as exc:
+        raise HeadError(f"{path}: an .npz archive but not a head file (no valid `config`): "
+                        f"{_HEAD_REMEDY}") from exc
+    if not isinstance(config, dict):
+        raise HeadError(f"{path}: an .npz archive but not a head file: {_HEAD_REMEDY}")
     if config.get("format") != HEAD_FORMAT:
         raise HeadError(f"{path}: unknown head format {config.get('format')!r} (expected {HEAD_FORMAT})")
     members = []

@@ -30,6 +30,7 @@ import numpy as np
 
 from classifier.clipset import ClipSet
 from classifier.sampling import BalancedSampler, holdout_split
+from safeio.artifacts import BrokenFileError, read_npz
 from safeio.atomic import atomic_output
 
 logger = logging.getLogger(__name__)
@@ -238,12 +239,20 @@ class Trainer:
         path = self.checkpoint_path
         if not path.is_file():
             return False
+        remedy = "delete it to start this run over from the beginning, or use another output folder"
         try:
-            with np.load(path, allow_pickle=False) as z:
-                data = {k: z[k] for k in z.files}
-        except (OSError, ValueError) as exc:
-            raise CheckpointMismatchError(f"{path}: unreadable checkpoint ({exc})") from exc
-        if _trajectory_key(str(data["config"])) != _trajectory_key(self._config_json()):
+            data = read_npz(path)
+        except BrokenFileError as exc:
+            raise CheckpointMismatchError(f"{exc}; not a usable training checkpoint: {remedy}") from None
+        expected = {"config", "iteration", "history"}
+        expected |= {f"model/{i}" for i in range(len(self.model.variables))}
+        try:
+            previous = _trajectory_key(str(data["config"])) if expected <= set(data) else None
+        except ValueError:
+            previous = None
+        if previous is None:
+            raise CheckpointMismatchError(f"{path}: not a training checkpoint of audiotag: {remedy}")
+        if previous != _trajectory_key(self._config_json()):
             raise CheckpointMismatchError(
                 f"{path}: written by a different training configuration; use another out_dir or delete it")
         for i, v in enumerate(self.model.variables):
@@ -350,8 +359,13 @@ def snapshot_path(out_dir: str | os.PathLike[str], iteration: int) -> Path:
 
 def load_snapshot(out_dir: str | os.PathLike[str], iteration: int) -> list[np.ndarray]:
     """A run's model weights at ``iteration``, in ``model.weights`` order."""
-    with np.load(snapshot_path(out_dir, iteration), allow_pickle=False) as z:
-        return [z[f"w/{j}"] for j in range(len(z.files))]
+    path = snapshot_path(out_dir, iteration)
+    try:
+        arrays = read_npz(path)
+        return [arrays[f"w/{j}"] for j in range(len(arrays))]
+    except (BrokenFileError, KeyError) as exc:
+        raise TrainError(f"{path}: damaged snapshot ({exc}); delete checkpoint.npz in {out_dir} to train "
+                         "this run again") from None
 
 
 def select_snapshots(
