@@ -32,6 +32,7 @@ from classifier.clipset import ClipSet
 from classifier.sampling import BalancedSampler, holdout_split
 from safeio.artifacts import BrokenFileError, read_npz
 from safeio.atomic import atomic_output
+from safeio.lock import FolderLock
 
 logger = logging.getLogger(__name__)
 
@@ -349,6 +350,10 @@ def split_holdout(config: TrainConfig, data: ClipSet) -> tuple[ClipSet, ClipSet 
     if config.holdout_fraction <= 0:
         return data, None
     train_idx, holdout_idx = holdout_split(data.y, config.holdout_fraction, seed=config.holdout_seed)
+    if len(holdout_idx) == 0 or len(train_idx) == 0:
+        logger.warning("%d clips are too few to hold out a fraction of %g: training on all of them, without "
+                       "held-out scores", len(data), config.holdout_fraction)
+        return data, None
     return data.subset(train_idx), data.subset(holdout_idx)
 
 
@@ -396,25 +401,29 @@ def train_clipset(config: TrainConfig, data: ClipSet) -> Path:
     """Train on in-memory clips (held-out split as configured) and write ``out_dir/head.npz``; returns it."""
     from classifier.pretrained import save_head
 
+    if len(data) == 0 or not data.y.any():
+        raise TrainError(f"{config.train_data or 'the training data'}: no clip has a label; nothing to learn "
+                         "(check the labels, or that the labels CSV ids match the clips)")
     train_set, holdout = split_holdout(config, data)
-    trainer = Trainer(config, train_set, holdout)
-    trainer.run()
-    chosen, holdout_map = select_snapshots(config, trainer.history, holdout)
-    out_dir = Path(config.out_dir)
-    weights = [load_snapshot(out_dir, it) for it in chosen]
-    info = {
-        "train_config": dataclasses.asdict(config) | {"progress": None},
-        "snapshot_iterations": chosen,
-        "holdout_mAP": holdout_map,
-        "num_train_clips": len(train_set),
-        "num_holdout_clips": 0 if holdout is None else len(holdout),
-        "train_counts": train_set.class_counts().tolist(),
-    }
-    member = config.model_config(data.num_classes)
-    path = save_head(out_dir / "head.npz", [member] * len(chosen), weights, data.class_names,
-                     name=out_dir.name, info=info)
-    logger.info("head from iterations %s (held-out mAP %.4f) written to %s", chosen, holdout_map, path)
-    return path
+    with FolderLock(config.out_dir):  # one run per run folder (the CLI has taken it already, maybe waiting)
+        trainer = Trainer(config, train_set, holdout)
+        trainer.run()
+        chosen, holdout_map = select_snapshots(config, trainer.history, holdout)
+        out_dir = Path(config.out_dir)
+        weights = [load_snapshot(out_dir, it) for it in chosen]
+        info = {
+            "train_config": dataclasses.asdict(config) | {"progress": None},
+            "snapshot_iterations": chosen,
+            "holdout_mAP": holdout_map if np.isfinite(holdout_map) else None,  # strict JSON
+            "num_train_clips": len(train_set),
+            "num_holdout_clips": 0 if holdout is None else len(holdout),
+            "train_counts": train_set.class_counts().tolist(),
+        }
+        member = config.model_config(data.num_classes)
+        path = save_head(out_dir / "head.npz", [member] * len(chosen), weights, data.class_names,
+                         name=out_dir.name, info=info)
+        logger.info("head from iterations %s (held-out mAP %.4f) written to %s", chosen, holdout_map, path)
+        return path
 
 
 def train(config: TrainConfig) -> Path:
