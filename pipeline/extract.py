@@ -456,11 +456,11 @@ def _extract_locked(
     report = ExtractReport(total=len(inputs), errors_path=errors.path)
     todo = []
     for item in inputs:
-        if item.clip_id in finished:
-            report.skipped += 1
-        elif item.clip_id in errors.failed:
+        if item.clip_id in errors.failed:  # first: a TFRecord shard also counts its failed clips as finished
             report.failed_before += 1
             writer.skip(item.clip_id)
+        elif item.clip_id in finished:
+            report.skipped += 1
         else:
             todo.append(item)
     if report.skipped or report.failed_before:
