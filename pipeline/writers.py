@@ -15,6 +15,7 @@ finished in an output folder, so an interrupted run resumes where it stopped:
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -78,6 +79,10 @@ class Writer:
         """Build the final output after a complete run (HDF5 merge); no-op for the other formats."""
 
 
+# TensorFlow's errors of a failed file write, as the OS error behind them.
+_TF_ERRNOS = {"ResourceExhaustedError": errno.ENOSPC, "PermissionDeniedError": errno.EACCES}
+
+
 def shard_name(index: int, count: int) -> str:
     """`embeddings-00003-of-00010.tfrecord`."""
     return f"embeddings-{index:05d}-of-{count:05d}.tfrecord"
@@ -125,9 +130,13 @@ class TFRecordWriter(Writer):
         import tensorflow as tf
 
         records = sorted(self._records.pop(shard, []))
-        with atomic_output(self._path(shard)) as tmp, tf.io.TFRecordWriter(str(tmp)) as writer:
-            for _, record in records:
-                writer.write(record)
+        try:
+            with atomic_output(self._path(shard)) as tmp, tf.io.TFRecordWriter(str(tmp)) as writer:
+                for _, record in records:
+                    writer.write(record)
+        except tf.errors.OpError as exc:  # TensorFlow's own errors for what are OS errors
+            number = _TF_ERRNOS.get(type(exc).__name__, errno.EIO)
+            raise OSError(number, exc.message, str(self._path(shard))) from exc
         self._written.add(shard)
         logger.debug("wrote %s (%d clips)", self._path(shard), len(records))
 

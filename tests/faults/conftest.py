@@ -69,8 +69,8 @@ def _tmpfs(path: Path, size: str) -> Iterator[Path]:
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 2 MiB tmpfs file system (skips with the reason where it cannot be mounted)."""
-    with _tmpfs(tmp_path / "disk", "2m") as path:
+    """An 8 MiB tmpfs file system (skips with the reason where it cannot be mounted)."""
+    with _tmpfs(tmp_path / "disk", "8m") as path:
         yield path
 
 
