@@ -31,7 +31,7 @@ import numpy as np
 from classifier.clipset import ClipSet
 from classifier.sampling import BalancedSampler, holdout_split
 from safeio.artifacts import BrokenFileError, read_npz
-from safeio.atomic import atomic_output
+from safeio.atomic import atomic_output, remove_stale_temporaries
 from safeio.lock import FolderLock
 
 logger = logging.getLogger(__name__)
@@ -406,6 +406,7 @@ def train_clipset(config: TrainConfig, data: ClipSet) -> Path:
                          "(check the labels, or that the labels CSV ids match the clips)")
     train_set, holdout = split_holdout(config, data)
     with FolderLock(config.out_dir):  # one run per run folder (the CLI has taken it already, maybe waiting)
+        remove_stale_temporaries(Path(config.out_dir), recursive=True)  # left by a killed run
         trainer = Trainer(config, train_set, holdout)
         trainer.run()
         chosen, holdout_map = select_snapshots(config, trainer.history, holdout)

@@ -39,15 +39,14 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temporaries(folder: Path) -> int:
-    """Delete the temporary files (`.*.part`) in `folder` whose writer is gone; returns how many.
-
-    A temporary of a live process (another run, or this one) is never touched.
+def remove_stale_temporaries(folder: Path, *, recursive: bool = False) -> int:
+    """Delete the temporary files (`.*.part`) in `folder` (and below it, with `recursive`) whose writer is
+    gone; returns how many. A temporary of a live process (another run, or this one) is never touched.
     """
     removed = 0
     if not folder.is_dir():
         return 0
-    for tmp in folder.glob(f".*{TEMP_SUFFIX}"):
+    for tmp in (folder.rglob if recursive else folder.glob)(f".*{TEMP_SUFFIX}"):
         pid = _writer_pid(tmp)
         if pid is not None and (pid == os.getpid() or _process_alive(pid)):
             continue

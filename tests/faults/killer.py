@@ -52,16 +52,21 @@ def _arm(moment: str) -> None:
                 return self.context.Pipe(*args, **kwargs)
 
             def Process(self, *args, **kwargs):  # noqa: N802
-                process = self.context.Process(*args, **kwargs)
-                start = process.start
+                return KilledOnStart(self.context.Process(*args, **kwargs))
 
-                def start_then_die() -> None:
-                    start()
-                    time.sleep(0.05)
-                    _die()
+        class KilledOnStart:
+            """A process whose start() kills this process once the child runs (the rest: delegated)."""
 
-                process.start = start_then_die
-                return process
+            def __init__(self, process):
+                self.process = process
+
+            def start(self) -> None:
+                self.process.start()
+                time.sleep(0.05)
+                _die()
+
+            def __getattr__(self, name):
+                return getattr(self.process, name)
 
         def run_isolated(context, target, args, *, path, **kwargs):
             if moment == "during-merge":
