@@ -509,7 +509,8 @@ def labelled_batches(
         raise ReaderError(f"{source}: no features in this folder (no .tfrecord, .h5 or .npz files)")
     if require_labels and labels_csv is None and kind in ("extract_hdf5", "npz_dir"):
         raise ReaderError(
-            f"{source}: extract outputs carry no labels; pass a labels CSV (--labels, header id,labels)"
+            f"{source}: extract outputs carry no labels; pass labels_csv (a CSV `id,labels`: --labels on the "
+            "command line)"
         )
     found, batches = iter_source_batches(source, classes, keep_labels=labels_csv is None)
     if labels_csv is not None:

@@ -59,7 +59,10 @@ class FolderLock:
         self._key = ""
 
     def __enter__(self) -> FolderLock:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise NotADirectoryError(errno.ENOTDIR, "exists and is not a folder", str(self.folder)) from None
         self._key = os.path.realpath(self.folder)
         if self._key in _held:
             fd, depth = _held[self._key]

@@ -15,7 +15,8 @@ import pytest
 from pipeline.cli import EXIT_ERROR, EXIT_OK
 from pipeline.writers import ClipEmbeddings, HDF5Writer
 from safeio.oserrors import describe_os_error, is_environment_error
-from tests.faults.conftest import CHILD_ENV, fill, one_line_error, remount_read_only, run_cli, write_tones
+
+from .helpers import CHILD_ENV, fill, one_line_error, remount_read_only, run_cli, write_tones
 
 pytestmark = pytest.mark.faults
 

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from pipeline.cli import EXIT_OK
-from tests.faults.conftest import cli_process, run_cli, write_tones
+
+from .helpers import cli_process, run_cli, write_tones
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 

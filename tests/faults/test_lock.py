@@ -17,7 +17,8 @@ import pytest
 from pipeline.cli import EXIT_ERROR, EXIT_OK, main
 from safeio.atomic import remove_stale_temporaries, temp_path_for
 from safeio.lock import LOCK_NAME, FolderBusyError, FolderLock
-from tests.faults.conftest import CHILD_ENV, cli_process, one_line_error, run_cli, write_tones
+
+from .helpers import CHILD_ENV, cli_process, one_line_error, run_cli, write_tones
 
 pytestmark = pytest.mark.faults
 

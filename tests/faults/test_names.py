@@ -14,7 +14,8 @@ import soundfile as sf
 from pipeline.cli import EXIT_ERROR, EXIT_SOME_FAILED
 from pipeline.errorlog import ErrorLog
 from safeio.names import escape_field, printable_name, unescape_field
-from tests.faults.conftest import one_line_error, run_cli
+
+from .helpers import one_line_error, run_cli
 
 pytestmark = pytest.mark.faults
 

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from pipeline.cli import EXIT_ERROR, EXIT_OK, main
-from tests.faults.conftest import one_line_error
+
+from .helpers import one_line_error
 
 pytestmark = pytest.mark.faults
 
