@@ -22,6 +22,19 @@ ERRORS_NAME = "errors.tsv"
 HEADER = "path\tclip_id\treason\n"
 
 
+def format_error_line(path: str | os.PathLike[str], clip_id: str, reason: str) -> str:
+    """One report line (without the newline): path and clip id escaped, the reason on one line."""
+    return f"{escape_field(path)}\t{escape_field(clip_id)}\t{one_line(reason)}"
+
+
+def parse_error_line(line: str) -> tuple[str, str, str] | None:
+    """(path, clip_id, reason) of a report line, names unescaped; None for the header or a malformed line."""
+    fields = line.rstrip("\n").split("\t")
+    if len(fields) != 3 or line.rstrip("\n") == HEADER.rstrip("\n"):
+        return None
+    return unescape_field(fields[0]), unescape_field(fields[1]), fields[2]
+
+
 class ErrorLog:
     """Reads the failures of earlier runs and appends new ones durably."""
 
@@ -33,16 +46,16 @@ class ErrorLog:
             complete = text[: text.rfind("\n") + 1]  # drop a line cut short by a crash
             lines = complete.splitlines()[1:]
             for line in lines:
-                fields = line.split("\t")
-                if len(fields) == 3:
-                    self.failed[unescape_field(fields[1])] = fields[2]
+                fields = parse_error_line(line)
+                if fields is not None:
+                    self.failed[fields[1]] = fields[2]
             if complete != text or not text.startswith(HEADER):
                 atomic_write_text(self.path, HEADER + "".join(f"{line}\n" for line in lines))
 
     def add(self, path: str | os.PathLike[str], clip_id: str, reason: str) -> None:
         """Record one failed file (durable when this returns)."""
         new = not self.path.is_file()
-        line = f"{escape_field(path)}\t{escape_field(clip_id)}\t{one_line(reason)}\n"
+        line = format_error_line(path, clip_id, reason) + "\n"
         with errors_naming(self.path), open(self.path, "a", encoding="utf-8", errors="surrogateescape") as f:
             if new:
                 f.write(HEADER)

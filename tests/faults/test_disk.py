@@ -74,7 +74,7 @@ def test_hdf5_merge_on_a_full_disk_is_an_error_not_a_crash(small_disk: Path, mon
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fmt", ["npz", "tfrecord", "hdf5"])
+@pytest.mark.parametrize("fmt", ["npz", "tfrecord", "parquet", "hdf5"])
 def test_full_disk_during_extract_is_one_line_and_the_rerun_completes(
     fmt: str, small_disk: Path, synthetic_checkpoint: Path, tmp_path: Path, capsys
 ) -> None:
