@@ -190,7 +190,8 @@ def _publish(tmp: Path, dest: Path) -> Path:
     return dest
 
 
-def _check_destination(dest: Path) -> None:
+def check_destination(dest: Path) -> None:
+    """ExportError unless `dest` is absent or an empty folder."""
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise ExportError(f"{dest}: already exists and is not an empty folder; remove it or choose another")
 
@@ -202,7 +203,7 @@ def export_savedmodel(out_dir: str | os.PathLike[str], module: TaggerModule | No
     module: from build_module; else build_module(**build) (checkpoint, head, window_hop, allow_synthetic).
     """
     dest = Path(out_dir)
-    _check_destination(dest)
+    check_destination(dest)
     module = module or build_module(**build)
     serve = tf.function(lambda waveform: module.tag(waveform), input_signature=[WAVEFORM_SPEC])
     embed = tf.function(lambda waveform: module.embed(waveform), input_signature=[WAVEFORM_SPEC])
@@ -243,7 +244,7 @@ def export_tflite(out_dir: str | os.PathLike[str], module: TaggerModule | None =
     """Write OUT_DIR/audiotag.tflite (and audiotag_int8.tflite when `int8`), labels.csv and
     export_info.json into `out_dir` (a new or empty folder). Returns the float32 model's path."""
     dest = Path(out_dir)
-    _check_destination(dest)
+    check_destination(dest)
     module = module or build_module(**build)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent))
