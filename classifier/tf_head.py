@@ -8,6 +8,7 @@ members' probabilities are combined by the head's rule in TF ops, as classifier.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
@@ -28,6 +29,15 @@ def combine(probs: Sequence[tf.Tensor], rule: str) -> tf.Tensor:
     return tf.sigmoid(tf.reduce_mean(tf.math.log(p) - tf.math.log1p(-p), axis=0))
 
 
+@dataclass(frozen=True)
+class _KerasModels:
+    """The members as Keras models (clip output) and their frame-level views. A plain object, so that
+    tf.Module does not track the Keras layers (their variables would be saved twice)."""
+
+    clip: tuple
+    frame: tuple
+
+
 class HeadModule(tf.Module):
     """Clip and frame probabilities of a head; x float32 [B, T, 128] (uint8 embedding values), mask float32
     [B, T] (1 = real frame). `has_frames`: whether any member is decision-level (has frame scores)."""
@@ -38,24 +48,27 @@ class HeadModule(tf.Module):
         if not member_configs or len(member_configs) != len(member_weights):
             raise ValueError("a head needs at least one member and one weight list per member")
         self.combine_rule = combine_rule
-        self.members = []
+        members = []
         for config, weights in zip(member_configs, member_weights, strict=True):
             model = build_model(**config)
             model.set_weights([np.asarray(w, dtype=np.float32) for w in weights])
-            self.members.append(model)
-        # The members' tf.Variables (a Keras 3 variable's `value` on the TensorFlow backend), listed so that
-        # tf.Module sees them: TF-Lite conversion freezes only the variables of the module it is given.
-        self.weights = [w.value for m in self.members for w in m.weights]
-        self.frame_members = [frame_model(m) for m in self.members if m.name in DECISION_LEVEL_KINDS]
-        self.has_frames = bool(self.frame_members)
+            members.append(model)
+        frame_members = [frame_model(m) for m in members if m.name in DECISION_LEVEL_KINDS]
+        self.keras = _KerasModels(tuple(members), tuple(frame_members))
+        # The members' tf.Variables (a Keras 3 variable's `value` on the TensorFlow backend), listed here and
+        # nowhere else: a SavedModel stores each once, and TF-Lite conversion, which freezes only the
+        # variables that tf.Module finds, sees them all.
+        self.weights = [w.value for m in members for w in m.weights]
+        self.has_frames = bool(frame_members)
 
     def clip_probabilities(self, x: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
         """float32 [B, C]."""
-        return combine([m({"x": x, "mask": mask}, training=False) for m in self.members], self.combine_rule)
+        return combine([m({"x": x, "mask": mask}, training=False) for m in self.keras.clip],
+                       self.combine_rule)
 
     def frame_probabilities(self, x: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
         """float32 [B, T, C] from the decision-level members (ValueError if there are none)."""
         if not self.has_frames:
             raise ValueError("this head has no decision-level member to score frames")
-        return combine([m({"x": x, "mask": mask}, training=False) for m in self.frame_members],
+        return combine([m({"x": x, "mask": mask}, training=False) for m in self.keras.frame],
                        self.combine_rule)
