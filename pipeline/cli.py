@@ -197,21 +197,13 @@ def cmd_export(args: argparse.Namespace) -> int:
                "all": [export.SAVEDMODEL_DIRNAME, export.TFLITE_DIRNAME]}[args.format]
     for name in targets:  # before the slow part: refuse a used folder at once
         export.check_destination(out / name)
-    input_samples = None
-    if args.tflite_seconds is not None:
-        from vggish import params
-
-        if args.tflite_seconds <= 0:
-            raise UserError("--tflite-seconds must be positive")
-        input_samples = round(args.tflite_seconds * params.SAMPLE_RATE)
     module = export.build_module(_checkpoint(args), args.head, window_hop=args.window_hop,
                                  allow_synthetic=args.allow_synthetic)
     if export.SAVEDMODEL_DIRNAME in targets:
         path = export.export_savedmodel(out / export.SAVEDMODEL_DIRNAME, module)
         print(f"audiotag export: SavedModel -> {path}", file=sys.stderr)
     if export.TFLITE_DIRNAME in targets:
-        path = export.export_tflite(out / export.TFLITE_DIRNAME, module, input_samples=input_samples,
-                                    int8=args.tflite_int8)
+        path = export.export_tflite(out / export.TFLITE_DIRNAME, module, int8=args.tflite_int8)
         print(f"audiotag export: TF-Lite -> {path.parent}", file=sys.stderr)
     if module.info.synthetic:
         print("audiotag export: the export is from a SYNTHETIC checkpoint and is marked synthetic",
@@ -388,13 +380,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="export even a SYNTHETIC checkpoint (tests only); the export is then marked synthetic",
     )
     p.add_argument("--tflite-int8", action="store_true", help="also a dynamic-range int8 TF-Lite model")
-    p.add_argument(
-        "--tflite-seconds",
-        type=float,
-        default=None,
-        metavar="S",
-        help="fix the TF-Lite input length to S seconds (default: any length)",
-    )
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser(

@@ -204,7 +204,7 @@ def export_savedmodel(out_dir: str | os.PathLike[str], module: TaggerModule | No
     """
     dest = Path(out_dir)
     check_destination(dest)
-    module = module or build_module(**build)
+    module = build_module(**build) if module is None else module
     serve = tf.function(lambda waveform: module.tag(waveform), input_signature=[WAVEFORM_SPEC])
     embed = tf.function(lambda waveform: module.embed(waveform), input_signature=[WAVEFORM_SPEC])
     signatures = {"serving_default": serve, "embed": embed,
@@ -226,12 +226,11 @@ def export_savedmodel(out_dir: str | os.PathLike[str], module: TaggerModule | No
     return dest
 
 
-def tflite_bytes(module: TaggerModule, *, input_samples: int | None = None, int8: bool = False) -> bytes:
+def tflite_bytes(module: TaggerModule, *, int8: bool = False) -> bytes:
     """Convert the float32 variant of the graph (front end and PCA in float32: TF-Lite's FFT is float32
-    only) to a TF-Lite flatbuffer with built-in ops only. input_samples: a fixed waveform length (None:
-    any length). int8: dynamic-range quantization (weights int8, activations float)."""
-    spec = tf.TensorSpec([input_samples], tf.float32, name="waveform")
-    serve = tf.function(lambda waveform: module.tag(waveform, tf.float32), input_signature=[spec])
+    only) to a TF-Lite flatbuffer with built-in ops only; the waveform may have any length. int8:
+    dynamic-range quantization (weights int8, activations float)."""
+    serve = tf.function(lambda waveform: module.tag(waveform, tf.float32), input_signature=[WAVEFORM_SPEC])
     converter = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], module)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if int8:
@@ -239,18 +238,18 @@ def tflite_bytes(module: TaggerModule, *, input_samples: int | None = None, int8
     return converter.convert()
 
 
-def export_tflite(out_dir: str | os.PathLike[str], module: TaggerModule | None = None, *,
-                  input_samples: int | None = None, int8: bool = False, **build: Any) -> Path:
+def export_tflite(out_dir: str | os.PathLike[str], module: TaggerModule | None = None, *, int8: bool = False,
+                  **build: Any) -> Path:
     """Write OUT_DIR/audiotag.tflite (and audiotag_int8.tflite when `int8`), labels.csv and
     export_info.json into `out_dir` (a new or empty folder). Returns the float32 model's path."""
     dest = Path(out_dir)
     check_destination(dest)
-    module = module or build_module(**build)
+    module = build_module(**build) if module is None else module
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent))
     try:
         for name, quantized in ((TFLITE_FILENAME, False), (TFLITE_INT8_FILENAME, True))[: 1 + int8]:
-            (tmp / name).write_bytes(tflite_bytes(module, input_samples=input_samples, int8=quantized))
+            (tmp / name).write_bytes(tflite_bytes(module, int8=quantized))
         _write_sidecars(tmp, module)
         _publish(tmp, dest)
     except BaseException:
