@@ -260,4 +260,6 @@ def test_tflite_matches_the_savedmodel(exported, served, shared_audio):
             worst[key] = max(worst[key], float(np.abs(got[key] - expected[key]).max()))
     print(f"\nTF-Lite (float32) vs SavedModel, max over the real clips: {worst}")
     assert worst["scores"] <= TOLERANCE_TFLITE
-    assert (exported / "tflite" / "labels.csv").is_file()
+    assert (exported / "tflite" / "labels.csv").read_text() == (exported / "savedmodel" / "assets" /
+                                                                "labels.csv").read_text()
+    assert json.loads((exported / "tflite" / "export_info.json").read_text())["synthetic"] is True
