@@ -75,11 +75,6 @@ class Head:
         self._frame_fns: list | None = None
 
     @property
-    def member_weights(self) -> list[list[np.ndarray]]:
-        """Each member's weights as float32 arrays in ``model.weights`` order (as :func:`save_head` takes)."""
-        return [[np.asarray(w, dtype=np.float32) for w in m.weights] for m in self.members]
-
-    @property
     def num_classes(self) -> int:
         return len(self.class_names)
 
