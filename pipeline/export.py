@@ -34,7 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from pipeline.errors import PipelineError
-from pipeline.tagger import WINDOW_PATCHES, _class_table, load_head
+from pipeline.tagger import WINDOW_PATCHES, class_table, load_head
 from vggish import params, tf_frontend
 from vggish.postprocess import Postprocessor
 from vggish.tf_function import VGGishFunction
@@ -168,7 +168,7 @@ def build_module(checkpoint: str | os.PathLike[str] | None = None, head: Any = N
                           "model; pass --allow-synthetic (allow_synthetic=True) to export it anyway, marked "
                           "synthetic")
     head = load_head(head)
-    mids, names = _class_table(head)
+    mids, names = class_table(head)
     info = ExportInfo(synthetic=status == "synthetic", vggish_checkpoint=status, head=head.name,
                       window_hop=window_hop)
     if info.synthetic:
