@@ -28,7 +28,7 @@ _POLL_SECONDS = 1.0
 def mp_context() -> Any:
     """`forkserver` where available (Linux, macOS), else `spawn`: both start workers without TensorFlow.
 
-    The forkserver preloads pipeline._warmup (front end imported, numba kernels compiled) before forking.
+    The forkserver preloads pipeline._warmup (front end imported, resampler tables built) before forking.
     """
     if sys.platform != "win32" and "forkserver" in mp.get_all_start_methods():
         context = mp.get_context("forkserver")
@@ -38,7 +38,7 @@ def mp_context() -> Any:
 
 
 def prestart() -> None:
-    """Start the forkserver now, so that its warm-up (imports, numba compilation) overlaps other work such
+    """Start the forkserver now, so that its warm-up (imports, resampler tables) overlaps other work such
     as loading the VGGish checkpoint. Workers started later fork from it at once."""
     context = mp_context()
     if context.get_start_method() == "forkserver":
