@@ -3,7 +3,8 @@
 The same functions as the Keras models at inference (``training=False``: dropout off, batch norm with its
 moving statistics), from a member's config (the keyword arguments of :func:`classifier.models.build_model`)
 and its weights in ``model.weights`` order (:func:`weight_layout`). Each batch-norm layer that follows a
-dense layer is folded into it (in float64, then float32), so a hidden layer is one matrix product and a ReLU.
+dense layer is folded into it (the kernel's columns scaled in float32, the bias in float64), so a hidden
+layer is one matrix product and a ReLU.
 Predictions equal the Keras model's to float32 rounding (tested within 1e-5 for every kind).
 
 Inputs as for the Keras models: ``x`` float32 [B, T, 128] (uint8 values 0..255), ``mask`` float32 [B, T]
@@ -105,9 +106,9 @@ class Member:
         self._hidden = []
         for i in range(1, num_layers + 1):
             scale, shift = _batch_norm_scale([named[f"bn{i}/{p}"] for p in _BN_PARAMS])
-            kernel = np.asarray(named[f"dense{i}/kernel"], np.float64) * scale
+            kernel = np.asarray(named[f"dense{i}/kernel"], np.float32) * scale.astype(np.float32)
             bias = np.asarray(named[f"dense{i}/bias"], np.float64) * scale + shift
-            self._hidden.append((kernel.astype(np.float32), bias.astype(np.float32)))
+            self._hidden.append((kernel, bias.astype(np.float32)))
         self._dense = {}  # the other dense layers: name -> (kernel, bias) float32
         for name, _ in layout:
             layer, part = name.rsplit("/", 1)
@@ -124,20 +125,23 @@ class Member:
         return self.kind in DECISION_LEVEL_KINDS
 
     def _apply(self, name: str, h: np.ndarray) -> np.ndarray:
+        """Dense layer `name` on h [..., D] -> float32 [..., D'] (one 2-D matrix product)."""
         kernel, bias = self._dense[name]
-        out = h @ kernel
+        out = h.reshape(-1, h.shape[-1]) @ kernel
         out += bias
-        return out
+        return out.reshape(*h.shape[:-1], kernel.shape[1])
 
     def _trunk(self, x: np.ndarray, mask: np.ndarray) -> list[np.ndarray]:
         """Every hidden layer's output float32 [B, T, H]."""
+        batch, frames = mask.shape
         h = (np.asarray(x, np.float32) * np.float32(1.0 / 128.0) - np.float32(1.0)) * mask[..., None]
+        h = h.reshape(batch * frames, -1)
         hidden = []
         for kernel, bias in self._hidden:
             h = h @ kernel
             h += bias
             np.maximum(h, 0.0, out=h)
-            hidden.append(h)
+            hidden.append(h.reshape(batch, frames, -1))
         return hidden
 
     def _pool(self, values: np.ndarray, logits: np.ndarray, mask: np.ndarray) -> np.ndarray:

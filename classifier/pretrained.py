@@ -205,9 +205,8 @@ def _stored_weight(arrays: dict[str, np.ndarray], key: str) -> np.ndarray | None
     w = arrays.get(key)
     if w is None:
         return None
-    w = w.astype(np.float32)
     scale = arrays.get(f"{key}/scale")  # float32 [columns], written by quantize_columns
-    return w if scale is None else w * scale
+    return w.astype(np.float32) if scale is None else np.multiply(w, scale, dtype=np.float32)
 
 
 def combine_heads(heads: Sequence[Head], name: str, info: dict | None = None,
