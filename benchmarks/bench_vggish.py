@@ -67,7 +67,7 @@ def write_test_wav(path: Path, seconds: float, seed: int = 0) -> Path:
 
 def bench_front_end(directory: Path, seconds: float) -> None:
     path = write_test_wav(directory / "front_end.wav", seconds)
-    resample.resample(np.zeros(SAMPLE_RATE), SAMPLE_RATE)  # warm-up: resampy's numba JIT compilation
+    resample.resample(np.zeros(SAMPLE_RATE), SAMPLE_RATE)  # warm-up: builds the phase table
     start = time.perf_counter()
     blocks = list(audio_io.iter_mono_blocks(path))
     decode = time.perf_counter() - start
