@@ -1,4 +1,5 @@
-"""The `audiotag` command line: tag, extract, train, evaluate, pack-features, download-models, info.
+"""The `audiotag` command line: tag, extract, beam-extract, beam-tag, train, evaluate, pack-features,
+download-models, info.
 
 Exit status: 0 success; 1 an error (bad option value, unreadable checkpoint, missing input...), reported as
 one line on stderr; 2 a command-line usage error; 3 the run finished but some input files failed (listed
@@ -143,8 +144,9 @@ def cmd_extract(args: argparse.Namespace) -> int:
         raise UserError(f"no audio files found in {', '.join(args.inputs)}")
     labels = None
     if args.labels is not None:
-        if args.format != "tfrecord":
-            raise UserError("--labels fills the TFRecord `labels` field; it needs --format tfrecord")
+        if args.format not in ("tfrecord", "parquet"):
+            raise UserError("--labels fills the `labels` field of TFRecords and Parquet; it needs "
+                            "--format tfrecord or parquet")
         labels = _labels_for_tfrecord(args.labels, [item.clip_id for item in inputs])
     checkpoint = _checkpoint(args)
     frontend.prestart()  # the workers' warm-up overlaps loading the model
@@ -174,6 +176,22 @@ def cmd_extract(args: argparse.Namespace) -> int:
         print(f"audiotag extract: failed files and reasons: {report.errors_path}", file=sys.stderr)
         return EXIT_SOME_FAILED
     return EXIT_OK
+
+
+# --- beam-extract / beam-tag ---------------------------------------------------------------------
+BEAM_COMMANDS = ("beam-extract", "beam-tag")
+
+
+def cmd_beam_extract(args: argparse.Namespace) -> int:
+    from pipeline.beam.cli import beam_extract_command, checkpoint_location
+
+    return beam_extract_command(args, checkpoint_location(args, _checkpoint), _labels_for_tfrecord)
+
+
+def cmd_beam_tag(args: argparse.Namespace) -> int:
+    from pipeline.beam.cli import beam_tag_command, checkpoint_location
+
+    return beam_tag_command(args, lambda: checkpoint_location(args, _checkpoint))
 
 
 # --- train / evaluate / pack-features -------------------------------------------------------------
@@ -289,14 +307,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT")
     p.add_argument("-o", "--output", type=Path, required=True, metavar="OUT", help="output folder")
-    p.add_argument("--format", choices=("tfrecord", "hdf5", "npz"), default="tfrecord")
-    p.add_argument("--raw", action="store_true", help="also keep raw float32 embeddings (hdf5, npz)")
+    p.add_argument("--format", choices=("tfrecord", "hdf5", "npz", "parquet"), default="tfrecord")
+    p.add_argument("--raw", action="store_true", help="also keep raw float32 embeddings (hdf5, npz, parquet)")
     p.add_argument(
         "--workers", type=_positive_int, default=None, help="decoding processes (default: one per CPU core)"
     )
     p.add_argument("--batch-size", type=_positive_int, default=128, help="CNN batch in patches (default 128)")
     p.add_argument(
-        "--files-per-shard", type=_positive_int, default=256, help="TFRecord shard size (default 256)"
+        "--files-per-shard", type=_positive_int, default=256,
+        help="TFRecord / Parquet shard size (default 256)"
     )
     p.add_argument(
         "--labels", type=Path, metavar="CSV", help="labels CSV (id,labels) for the TFRecord labels"
@@ -309,6 +328,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_extract)
+
+    from pipeline.beam.cli import add_beam_extract_arguments, add_beam_tag_arguments
+
+    p = sub.add_parser(
+        "beam-extract",
+        parents=[common],
+        help="VGGish embeddings on Apache Beam (locally or on a cluster)",
+        description="extract as an Apache Beam pipeline: local files, directories, globs, list files and "
+        "gs:// s3:// hdfs:// URLs -> sharded TFRecords or Parquet. Options this command does not know "
+        "are Beam pipeline options (give them after the inputs, as --name=value); without --runner it "
+        "runs locally on Beam's multi-process portable runner, one worker per core.",
+    )
+    add_beam_extract_arguments(p)
+    p.set_defaults(func=cmd_beam_extract)
+
+    p = sub.add_parser(
+        "beam-tag",
+        parents=[common],
+        help="AudioSet tags of embeddings or audio on Apache Beam -> JSON Lines",
+        description="The classifier head over embeddings (TFRecords or Parquet from extract / beam-extract, "
+        "or the AudioSet release) or over audio, as an Apache Beam pipeline -> sharded JSON Lines, one "
+        "object per clip as `tag --format json`. Unknown options are Beam pipeline options.",
+    )
+    add_beam_tag_arguments(p)
+    p.set_defaults(func=cmd_beam_tag)
 
     from pipeline.training import add_evaluate_arguments, add_train_arguments
 
@@ -367,12 +411,16 @@ def _configure_logging(verbosity: int) -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         logging.getLogger("tensorflow").setLevel(logging.ERROR)
         logging.getLogger("absl").setLevel(logging.ERROR)
+        logging.getLogger("apache_beam").setLevel(logging.ERROR)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `audiotag` console script; returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and getattr(args, "command", None) not in BEAM_COMMANDS:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args.beam_args = unknown
     for name, default in (("vggish_checkpoint", None), ("verbose", 0)):
         if not hasattr(args, name):
             setattr(args, name, default)

@@ -20,6 +20,19 @@ def _clean(text: str) -> str:
     return " ".join(str(text).split())
 
 
+def format_error_line(path: str | os.PathLike[str], clip_id: str, reason: str) -> str:
+    """One report line (without the newline): path, clip id and reason, tab-separated, each on one line."""
+    return f"{_clean(str(path))}\t{_clean(clip_id)}\t{_clean(reason)}"
+
+
+def parse_error_line(line: str) -> tuple[str, str, str] | None:
+    """(path, clip_id, reason) of a report line; None for the header or a malformed line."""
+    fields = line.rstrip("\n").split("\t")
+    if len(fields) != 3 or line.rstrip("\n") == HEADER.rstrip("\n"):
+        return None
+    return fields[0], fields[1], fields[2]
+
+
 class ErrorLog:
     """Reads the failures of earlier runs and appends new ones durably."""
 
@@ -31,8 +44,8 @@ class ErrorLog:
             complete = text[: text.rfind("\n") + 1]  # drop a line cut short by a crash
             lines = complete.splitlines()[1:]
             for line in lines:
-                fields = line.split("\t")
-                if len(fields) == 3:
+                fields = parse_error_line(line)
+                if fields is not None:
                     self.failed[fields[1]] = fields[2]
             if complete != text or not text.startswith(HEADER):
                 atomic_write_text(self.path, HEADER + "".join(f"{line}\n" for line in lines))
@@ -43,7 +56,7 @@ class ErrorLog:
         with open(self.path, "a", encoding="utf-8") as f:
             if new:
                 f.write(HEADER)
-            f.write(f"{_clean(str(path))}\t{_clean(clip_id)}\t{_clean(reason)}\n")
+            f.write(format_error_line(path, clip_id, reason) + "\n")
             f.flush()
             os.fsync(f.fileno())
         self.failed[clip_id] = reason

@@ -114,7 +114,7 @@ class _FileState:
 def _check_manifest(options: ExtractOptions, clip_ids: Sequence[str]) -> None:
     """Refuse to mix runs with different settings (or, for TFRecords, different inputs) in one folder."""
     manifest = {"format": options.format, "raw": options.raw, "hop_seconds": options.hop_seconds}
-    if options.format == "tfrecord":
+    if options.format in ("tfrecord", "parquet"):
         manifest["files_per_shard"] = options.files_per_shard
         manifest["clip_ids"] = list(clip_ids)
     path = options.out_dir / STATE_DIR / MANIFEST_NAME

@@ -39,15 +39,16 @@ def _segments(result: TagResult, top_k: int) -> dict[str, list[tuple[float, floa
     return {"frames": frames, "windows": windows}
 
 
+def clip_item(source: str, duration: float, labels: Sequence[Label]) -> dict[str, Any]:
+    """The JSON object of one clip: {"file", "duration", "labels": [{"index", "mid", "name", "score"}]}."""
+    return {"file": source, "duration": round(duration, 6), "labels": [label.as_dict() for label in labels]}
+
+
 def to_json(results: Sequence[TagResult], top_k: int, frames: bool = False) -> str:
     """One JSON document for all files."""
     items: list[dict[str, Any]] = []
     for result in results:
-        item: dict[str, Any] = {
-            "file": result.source,
-            "duration": round(result.duration, 6),
-            "labels": [label.as_dict() for label in result.top(top_k)],
-        }
+        item = clip_item(result.source, result.duration, result.top(top_k))
         if frames:
             for key, rows in _segments(result, top_k).items():
                 item[key] = [

@@ -100,6 +100,16 @@ def audio_duration(path: str) -> float:
     return float(info.frames) / float(info.sample_rate)
 
 
+def failure_reason(path: str, exc: Exception) -> str:
+    """The reason reported for a file that could not be processed: an AudioFileError's own message (it
+    names the file), else `path: ExceptionType: message`."""
+    import vggish
+
+    if isinstance(exc, vggish.AudioFileError):
+        return str(exc)
+    return f"{path}: {type(exc).__name__}: {exc}"
+
+
 def _process(path: str, index: int, hop_seconds: float, results: Any) -> None:
     import vggish
 
@@ -107,11 +117,8 @@ def _process(path: str, index: int, hop_seconds: float, results: Any) -> None:
         for block in vggish.iter_file_examples(path, hop_seconds=hop_seconds):
             results.put(("block", index, block))
         duration = audio_duration(path)
-    except vggish.AudioFileError as exc:
-        results.put(("error", index, str(exc)))
-        return
     except Exception as exc:  # one odd file must not stop a batch of thousands; the reason is reported
-        results.put(("error", index, f"{path}: {type(exc).__name__}: {exc}"))
+        results.put(("error", index, failure_reason(path, exc)))
         return
     results.put(("end", index, duration))
 

@@ -72,8 +72,7 @@ class TagResult:
         return self.top(self.top_k)
 
     def _labels(self, scores: np.ndarray, top_k: int | None) -> list[Label]:
-        order = np.argsort(-scores, kind="stable")[: top_k if top_k else None]
-        return [Label(int(i), self.mids[i], self.names[i], float(scores[i])) for i in order]
+        return top_labels(scores, self.mids, self.names, top_k)
 
     def top(self, top_k: int | None = 10) -> list[Label]:
         """The clip's classes sorted by score (all of them when top_k is None)."""
@@ -82,6 +81,12 @@ class TagResult:
     def frame_top(self, frame: int, top_k: int | None = 10) -> list[Label]:
         """The classes of one patch sorted by score."""
         return self._labels(self.frame_scores[frame], top_k)
+
+
+def top_labels(scores: np.ndarray, mids: list[str], names: list[str], top_k: int | None) -> list[Label]:
+    """The `top_k` best classes of scores float [C] (all when top_k is None), best first, ties by index."""
+    order = np.argsort(-scores, kind="stable")[: top_k if top_k else None]
+    return [Label(int(i), mids[i], names[i], float(scores[i])) for i in order]
 
 
 def window_starts(num_patches: int, hop: int = 1, window: int = WINDOW_PATCHES) -> np.ndarray:
@@ -94,7 +99,7 @@ def window_starts(num_patches: int, hop: int = 1, window: int = WINDOW_PATCHES) 
     return np.asarray(starts, dtype=np.int64)
 
 
-def _class_table(head: Any) -> tuple[list[str], list[str]]:
+def class_table(head: Any) -> tuple[list[str], list[str]]:
     """(mids, names) of the head's outputs: AudioSet mids when its classes are AudioSet's, else the names."""
     names = list(head.class_names)
     from classifier.labels import load_class_labels
@@ -260,7 +265,7 @@ def file_examples(path: str | os.PathLike[str]) -> tuple[np.ndarray, float]:
 
 def _load_head_and_classes(head: Any) -> tuple[Any, tuple[list[str], list[str]]]:
     loaded = load_head(head)
-    return loaded, _class_table(loaded)
+    return loaded, class_table(loaded)
 
 
 def load_head(head: Any = None) -> Any:

@@ -1,10 +1,12 @@
-"""Output writers of `audiotag extract`: sharded TFRecords, one HDF5 file, or one npz per input.
+"""Output writers of `audiotag extract`: sharded TFRecords or Parquet, one HDF5 file, or one npz per input.
 
 Every writer makes its outputs durable and atomic (safeio.atomic), and can say which clips are already
 finished in an output folder, so an interrupted run resumes where it stopped:
 - tfrecord: clip i of the run's sorted input list goes to shard i // files_per_shard; a shard is written
   (temp name, fsync, rename) as soon as all its clips are embedded or failed. An existing shard means all
   its clips are finished. Shard names follow `embeddings-00000-of-NNNNN.tfrecord`.
+- parquet: sharded exactly like tfrecord, `embeddings-00000-of-NNNNN.parquet`, one row per clip
+  (pipeline.parquet).
 - hdf5: finished clips are saved in durable npz parts under `.audiotag/parts/`; at the end of a run the
   parts (and the previous `embeddings.h5`, when there is one) are merged into a new `embeddings.h5`, renamed
   atomically, and the parts deleted.
@@ -26,7 +28,7 @@ from safeio.atomic import atomic_output
 
 logger = logging.getLogger(__name__)
 
-FORMATS = ("tfrecord", "hdf5", "npz")
+FORMATS = ("tfrecord", "hdf5", "npz", "parquet")
 STATE_DIR = ".audiotag"
 HDF5_NAME = "embeddings.h5"
 HDF5_FORMAT = "audiotag-embeddings-v1"
@@ -71,9 +73,9 @@ class Writer:
         """Build the final output after a complete run (HDF5 merge); no-op for the other formats."""
 
 
-def shard_name(index: int, count: int) -> str:
+def shard_name(index: int, count: int, suffix: str = ".tfrecord") -> str:
     """`embeddings-00003-of-00010.tfrecord`."""
-    return f"embeddings-{index:05d}-of-{count:05d}.tfrecord"
+    return f"embeddings-{index:05d}-of-{count:05d}{suffix}"
 
 
 class TFRecordWriter(Writer):
@@ -132,6 +134,43 @@ class TFRecordWriter(Writer):
 
     def skip(self, clip_id: str) -> None:
         self._resolve(clip_id)
+
+
+class ParquetWriter(TFRecordWriter):
+    """Sharded Parquet files (pipeline.parquet's schema), the same shard membership as TFRecordWriter."""
+
+    def __init__(
+        self,
+        out_dir: Path,
+        clip_ids: Sequence[str],
+        *,
+        files_per_shard: int,
+        raw: bool,
+        labels: Mapping[str, Sequence[int]] | None = None,
+    ):
+        self.raw = raw
+        super().__init__(out_dir, clip_ids, files_per_shard=files_per_shard, labels=labels)
+
+    def _path(self, shard: int) -> Path:
+        from pipeline.parquet import PARQUET_SUFFIX
+
+        return self.out_dir / shard_name(shard, self.num_shards, PARQUET_SUFFIX)
+
+    def _write(self, shard: int) -> None:
+        from pipeline.parquet import write_rows
+
+        rows = [row for _, row in sorted(self._records.pop(shard, []), key=lambda item: item[0])]
+        write_rows(self._path(shard), rows, raw=self.raw)
+        self._written.add(shard)
+        logger.debug("wrote %s (%d clips)", self._path(shard), len(rows))
+
+    def add(self, clip: ClipEmbeddings) -> None:
+        from pipeline.parquet import clip_row
+
+        row = clip_row(clip.clip_id, clip.embedding, clip.timestamps, clip.duration,
+                       self.labels.get(clip.clip_id, ()), clip.raw if self.raw else None)
+        self._records.setdefault(self._shard_of[clip.clip_id], []).append((clip.clip_id, row))
+        self._resolve(clip.clip_id)
 
 
 def _save_npz(path: Path, **arrays: np.ndarray) -> None:
@@ -331,6 +370,8 @@ def open_writer(
         return HDF5Writer(out_dir, raw=raw, hop_seconds=hop_seconds, checkpoint_status=checkpoint_status)
     if fmt == "npz":
         return NpzWriter(out_dir, clip_ids, raw=raw)
+    if fmt == "parquet":
+        return ParquetWriter(out_dir, clip_ids, files_per_shard=files_per_shard, raw=raw, labels=labels)
     raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
 
 

@@ -56,3 +56,33 @@ def test_second_run_merges_the_previous_file_chunk_by_chunk(tmp_path: Path, monk
             np.testing.assert_array_equal(f["raw"][rows], clip.raw)
             np.testing.assert_array_equal(f["timestamps"][rows], clip.timestamps)
             assert f["duration"][i] == clip.duration
+
+
+def test_parquet_shards_are_written_when_complete_and_read_back_with_pyarrow(tmp_path: Path) -> None:
+    pq = __import__("pytest").importorskip("pyarrow.parquet")
+    clip_ids = ["a.wav", "b.wav", "c/d.wav"]
+    clips = {clip_id: _clip(clip_id, patches, seed) for seed, (clip_id, patches)
+             in enumerate(zip(clip_ids, [3, 1, 12], strict=True))}
+    writer = writers.open_writer("parquet", tmp_path, clip_ids, raw=True, hop_seconds=0.96,
+                                 checkpoint_status="synthetic", files_per_shard=2, labels={"b.wav": [74, 0]})
+    writer.add(clips["b.wav"])
+    assert not list(tmp_path.glob("*.parquet"))  # shard 0 waits for a.wav
+    writer.skip("c/d.wav")  # failed: shard 1 is complete (empty)
+    writer.add(clips["a.wav"])
+    names = sorted(p.name for p in tmp_path.glob("*.parquet"))
+    assert names == ["embeddings-00000-of-00002.parquet", "embeddings-00001-of-00002.parquet"]
+    rows = {row["video_id"]: row for row in pq.read_table(tmp_path / names[0]).to_pylist()}
+    assert list(rows) == ["a.wav", "b.wav"] and pq.read_table(tmp_path / names[1]).num_rows == 0
+    for clip_id, row in rows.items():
+        clip = clips[clip_id]
+        embedding = np.frombuffer(b"".join(row["embedding"]), np.uint8).reshape(-1, 128)
+        np.testing.assert_array_equal(embedding, clip.embedding)
+        np.testing.assert_array_equal(np.asarray(row["raw"], np.float32), clip.raw)
+        np.testing.assert_allclose(row["timestamps"], clip.timestamps)
+        assert (row["start_time_seconds"], row["end_time_seconds"]) == (0.0, clip.duration)
+    assert rows["b.wav"]["labels"] == [74, 0] and rows["a.wav"]["labels"] == []
+    # A rerun over the same folder finds both shards finished.
+    again = writers.open_writer("parquet", tmp_path, clip_ids, raw=True, hop_seconds=0.96,
+                                checkpoint_status="synthetic", files_per_shard=2)
+    assert again.finished_ids() == set(clip_ids)
+    assert not list(tmp_path.glob(".*.part"))

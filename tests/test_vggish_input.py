@@ -271,3 +271,23 @@ def test_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr("vggish.audio_io.os.access", lambda *_: False)  # as root, chmod would not stop us
     with pytest.raises(AudioFileError, match="permission denied"):
         file_examples(path)
+
+
+@pytest.mark.parametrize("sample_rate", [16000, 22050, 44100, 48000, 8000])
+def test_segments_equal_the_whole_file_stream(tmp_path: Path, sample_rate: int) -> None:
+    """Segments of a file (decoded from a point of the common sample grid, with the resampler's filter
+    margin) concatenate to the whole-file stream: exactly at 16 kHz, to float32 rounding otherwise."""
+    from vggish.input import count_examples, iter_segment_examples
+
+    path = _write(tmp_path / "long.wav", _tone(sample_rate, 12.3, extra=7), sample_rate)
+    whole = np.concatenate(list(iter_file_examples(path)))
+    assert count_examples(sf.info(str(path)).frames, sample_rate) == len(whole) == 12
+    parts = [np.concatenate(list(iter_segment_examples(path, first, None if first + 5 >= 12 else 5,
+                                                       block_frames=4096)))
+             for first in range(0, 12, 5)]
+    assert [len(p) for p in parts] == [5, 5, 2]
+    segmented = np.concatenate(parts)
+    if sample_rate == 16000:
+        np.testing.assert_array_equal(segmented, whole)
+    else:
+        np.testing.assert_allclose(segmented, whole, atol=1e-5, rtol=0)

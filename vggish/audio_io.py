@@ -73,25 +73,37 @@ def to_mono(block: np.ndarray) -> np.ndarray:
     return block if block.ndim == 1 else np.mean(block, axis=1)
 
 
-def iter_mono_blocks(path: str | Path, block_frames: int = DEFAULT_BLOCK_FRAMES) -> Iterator[np.ndarray]:
+def iter_mono_blocks(
+    path: str | Path, block_frames: int = DEFAULT_BLOCK_FRAMES, *, start_frame: int = 0,
+    stop_frame: int | None = None,
+) -> Iterator[np.ndarray]:
     """Decode `path` block by block: yields float64 mono arrays of up to `block_frames` samples at the
     file's own sample rate. Only one block is in memory at a time. Raises AudioFileError when the
     file cannot be opened or decoded, or holds no samples (before yielding anything in that case).
+    `start_frame` / `stop_frame` (input sample frames) read only that part of the file.
     """
     path = Path(path)
     if block_frames < 1:
         raise ValueError(f"block_frames must be positive, got {block_frames}")
     with _open(path) as handle:
         pcm16 = handle.subtype == "PCM_16"
-        total = 0
-        while True:
+        if start_frame:
             try:
-                block = handle.read(block_frames, dtype="int16" if pcm16 else "float64", always_2d=True)
+                handle.seek(start_frame)
+            except (sf.LibsndfileError, RuntimeError) as exc:
+                raise AudioFileError(path, f"cannot seek to frame {start_frame} ({exc})") from exc
+        position = start_frame
+        total = 0
+        while stop_frame is None or position < stop_frame:
+            size = block_frames if stop_frame is None else min(block_frames, stop_frame - position)
+            try:
+                block = handle.read(size, dtype="int16" if pcm16 else "float64", always_2d=True)
             except (sf.LibsndfileError, RuntimeError) as exc:
                 raise AudioFileError(path, f"decoding failed after {total} frames ({exc})") from exc
             if len(block) == 0:
                 break
             total += len(block)
+            position += len(block)
             mono = to_mono(block)
             yield mono / PCM16_SCALE if pcm16 else mono
     if total == 0:

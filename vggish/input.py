@@ -8,6 +8,7 @@ pad_short=False, which gives the reference's behaviour: no examples.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -82,3 +83,67 @@ def example_start_times(num_examples: int, hop_seconds: float = params.EXAMPLE_H
     """Start time in seconds of each of `num_examples` examples: float64 [N] = i * hop (hop rounded to
     whole 10 ms frames, as the examples are)."""
     return np.arange(num_examples) * (framing.hop_frames(hop_seconds) * params.STFT_HOP_LENGTH_SECONDS)
+
+
+def count_examples(num_frames: int, sample_rate: int, *, hop_seconds: float = params.EXAMPLE_HOP_SECONDS,
+                   pad_short: bool = True) -> int:
+    """Examples that a file of `num_frames` input samples at `sample_rate` Hz gives (its length in the
+    header is enough: used to plan segments without decoding)."""
+    samples = resample.output_length(num_frames, sample_rate)
+    if pad_short and 0 < samples < framing.MIN_EXAMPLE_SAMPLES:
+        return 1
+    if samples < framing.MIN_EXAMPLE_SAMPLES:
+        return 0
+    frames = 1 + (samples - mel_features.WINDOW_LENGTH_SAMPLES) // mel_features.HOP_LENGTH_SAMPLES
+    return 1 + (frames - params.NUM_FRAMES) // framing.hop_frames(hop_seconds)
+
+
+def iter_segment_examples(
+    path: str | Path, first_example: int, num_examples: int | None = None, *,
+    hop_seconds: float = params.EXAMPLE_HOP_SECONDS, block_frames: int = audio_io.DEFAULT_BLOCK_FRAMES,
+) -> Iterator[np.ndarray]:
+    """Examples [first_example, first_example + num_examples) of a file (to its end when num_examples is
+    None), decoding only that part of it plus the resampler's filter margin: float32 [n_i, 96, 64] blocks
+    whose concatenation equals the same rows of iter_file_examples(path) (exactly at 16 kHz; to the
+    streaming resampler's ~1e-11 on the samples otherwise). Segments of one file can thus be embedded
+    independently, e.g. on different machines. No short-clip padding: a segment starts past one example.
+    """
+    if first_example < 0 or (num_examples is not None and num_examples < 1):
+        raise ValueError(f"bad segment: first example {first_example}, {num_examples} examples")
+    hop = framing.hop_frames(hop_seconds)
+    hop_samples = hop * mel_features.HOP_LENGTH_SAMPLES
+    sample_rate = audio_io.audio_info(path).sample_rate
+    # The 16 kHz samples this segment needs: [out_start, out_stop).
+    out_start = first_example * hop_samples
+    out_stop = None
+    if num_examples is not None:
+        out_stop = (first_example + num_examples - 1) * hop_samples + framing.MIN_EXAMPLE_SAMPLES
+    # Input samples to decode: from a point of the common sample grid of the two rates at least a filter
+    # half-width before out_start, to a filter half-width (plus one grid step) after out_stop.
+    step_in, step_out = 1, 1
+    margin = 0
+    if sample_rate != params.SAMPLE_RATE:
+        gcd = math.gcd(sample_rate, params.SAMPLE_RATE)
+        step_in, step_out = sample_rate // gcd, params.SAMPLE_RATE // gcd
+        margin = resample.filter_half_width(sample_rate)
+    in_start = max(0, (out_start * step_in // step_out - margin) // step_in * step_in)
+    in_stop = None
+    if out_stop is not None:
+        in_stop = -(-out_stop * step_in // step_out) + margin + step_in
+    offset = in_start // step_in * step_out  # the 16 kHz index of the first resampled sample
+    blocks = audio_io.iter_mono_blocks(path, block_frames, start_frame=in_start, stop_frame=in_stop)
+    chunks = _trim_stream(resample.resample_stream(blocks, sample_rate), out_start - offset,
+                          None if out_stop is None else out_stop - offset)
+    yield from framing.example_stream(framing.log_mel_stream(chunks), hop)
+
+
+def _trim_stream(chunks: Iterator[np.ndarray], start: int, stop: int | None) -> Iterator[np.ndarray]:
+    """Samples [start, stop) of a stream of blocks."""
+    position = 0
+    for chunk in chunks:
+        lo, hi = max(start - position, 0), len(chunk) if stop is None else min(stop - position, len(chunk))
+        position += len(chunk)
+        if hi > lo:
+            yield chunk[lo:hi]
+        if stop is not None and position >= stop:
+            return
