@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import tensorflow as tf
 
 from pipeline.errors import PipelineError
@@ -93,15 +92,6 @@ class TimelineScores(tf.Module):
         return self.head.clip_probabilities(x[:, tf.newaxis], tf.ones_like(x[:, :1]))
 
 
-def member_weights(head: Any) -> list[list[np.ndarray]]:
-    """The head's float32 weights per member, in ``model.weights`` order: ``Head.member_weights`` where the
-    head keeps them as arrays, else read from its Keras members."""
-    weights = getattr(head, "member_weights", None)
-    if weights is None:
-        weights = [[np.asarray(w, np.float32) for w in model.weights] for model in head.members]
-    return weights
-
-
 class TaggerModule(tf.Module):
     """The exported graph. `dtype` of the front end and PCA: float64 (SavedModel, as the numpy reference)
     or float32 (TF-Lite)."""
@@ -112,7 +102,7 @@ class TaggerModule(tf.Module):
         from classifier.tf_head import HeadModule
 
         self.vggish = vggish
-        self.head = HeadModule(head.member_configs, member_weights(head), head.combine)
+        self.head = HeadModule(head.member_configs, head.member_weights, head.combine)
         self.timeline = TimelineScores(self.head)
         self.postprocessor = postprocessor
         self.mids, self.names, self.info = list(mids), list(names), info

@@ -121,14 +121,14 @@ def test_frame_scores_of_a_head_without_frame_output_are_one_patch_clips():
     from classifier.models import build_model
     from classifier.pretrained import Head
     from classifier.tf_head import HeadModule
-    from pipeline.export import TimelineScores, member_weights
+    from pipeline.export import TimelineScores
     from pipeline.tagger import _frame_scores
 
     keras.utils.set_random_seed(1)
     configs = [{"kind": "feature_attention", "num_classes": 7, "hidden_units": 16, "num_layers": 1}]
     head = Head([build_model(**configs[0])], configs, [f"c{i}" for i in range(7)], combine="mean_logit")
     x = np.random.default_rng(0).integers(0, 256, (13, 128)).astype(np.uint8)
-    timeline = TimelineScores(HeadModule(head.member_configs, member_weights(head), head.combine))
+    timeline = TimelineScores(HeadModule(head.member_configs, head.member_weights, head.combine))
     got = timeline(tf.constant(x, tf.float32)).numpy()
     np.testing.assert_allclose(got, _frame_scores(head, x), atol=1e-6)
 
