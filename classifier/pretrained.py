@@ -52,39 +52,68 @@ def available_heads() -> list[str]:
 
 
 class Head:
-    """A trained classifier: one or more Keras models whose clip probabilities are combined.
+    """A trained classifier: one or more members whose clip probabilities are combined.
 
-    ``members`` are models from :func:`classifier.models.build_model` with their configs in
-    ``member_configs``; ``class_names`` gives the C output classes in order; ``combine`` (one of
-    COMBINE_RULES) says how the members' probabilities are averaged.
+    A head is its members' configs (keywords of :func:`classifier.models.build_model`) and float32 weights
+    (``model.weights`` order); it predicts with numpy (:mod:`classifier.inference`), never with Keras.
+    ``Head(members, member_configs, ...)`` takes Keras models (training, :func:`build_model`) and copies
+    their weights; :meth:`from_weights` (used by :func:`load_head` and :func:`combine_heads`) takes the
+    weights directly and never imports TensorFlow. ``class_names`` gives the C output classes in order;
+    ``combine`` (one of COMBINE_RULES) says how the members' probabilities are averaged.
     """
 
     def __init__(self, members: Sequence, member_configs: Sequence[dict], class_names: Sequence[str],
                  name: str = "head", info: dict | None = None, combine: str = "mean_probability"):
-        import tensorflow as tf
+        weights = [[np.asarray(w, np.float32) for w in model.weights] for model in members]
+        self._setup(member_configs, weights, class_names, name, info, combine)
 
-        if not members or len(members) != len(member_configs):
+    @classmethod
+    def from_weights(cls, member_configs: Sequence[dict], member_weights: Sequence[Sequence[np.ndarray]],
+                     class_names: Sequence[str], name: str = "head", info: dict | None = None,
+                     combine: str = "mean_probability") -> Head:
+        """A head from member configs and their weight arrays (``model.weights`` order, any float dtype).
+        ValueError when a member's weights do not fit its config."""
+        head = cls.__new__(cls)
+        head._setup(member_configs, member_weights, class_names, name, info, combine)
+        return head
+
+    def _setup(self, member_configs: Sequence[dict], member_weights: Sequence[Sequence[np.ndarray]],
+               class_names: Sequence[str], name: str, info: dict | None, combine: str) -> None:
+        from classifier.inference import Member
+
+        if not member_configs or len(member_weights) != len(member_configs):
             raise ValueError("a head needs at least one member and one config per member")
         self.combine = _checked_rule(combine)
-        self.members = list(members)
         self.member_configs = [dict(c) for c in member_configs]
+        self.member_weights = [[np.asarray(w, np.float32) for w in ws] for ws in member_weights]
         self.class_names = list(class_names)
         self.name = name
         self.info = dict(info or {})
-        self._clip_fns = [
-            tf.function(lambda x, m, model=model: model({"x": x, "mask": m}, training=False),
-                        reduce_retracing=True)
-            for model in self.members
-        ]
-        self._frame_fns: list | None = None
+        self._members = [Member(config, weights)
+                         for config, weights in zip(self.member_configs, self.member_weights, strict=True)]
+        self._keras_members: list | None = None
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    @property
+    def members(self) -> list:
+        """The members as Keras models, built from the weights on first use (imports TensorFlow): for
+        fine-tuning or inspection; predictions never use them."""
+        if self._keras_members is None:
+            from classifier.models import build_model
+
+            self._keras_members = []
+            for config, weights in zip(self.member_configs, self.member_weights, strict=True):
+                model = build_model(**config)
+                model.set_weights(weights)
+                self._keras_members.append(model)
+        return self._keras_members
+
     def predict_arrays(self, x: np.ndarray, mask: np.ndarray, batch_size: int = 1024) -> np.ndarray:
         """Clip probabilities float32 [N, C] for padded x [N, T, 128] (uint8 values) and mask bool [N, T]."""
-        return self._run(self._clip_fns, x, mask, batch_size)
+        return self._run([m.clip_probs for m in self._members], x, mask, batch_size)
 
     def predict_clips(self, clips: Sequence[np.ndarray], batch_size: int = 1024) -> np.ndarray:
         """Clip probabilities float32 [N, C]; each clip is uint8 [T, 128] with 1 <= T <= 10."""
@@ -97,22 +126,12 @@ class Head:
         Averaged over the decision-level members (feature-level attention members have no frame scores);
         raises HeadError when the head has none.
         """
-        import tensorflow as tf
-
-        from classifier.models import DECISION_LEVEL_KINDS, frame_model
-
         clips = _check_clips(clips)
-        if self._frame_fns is None:
-            frames = [frame_model(m) for m in self.members if m.name in DECISION_LEVEL_KINDS]
-            if not frames:
-                raise HeadError(f"head {self.name!r} has no decision-level member to score frames")
-            self._frame_fns = [
-                tf.function(lambda x, m, model=model: model({"x": x, "mask": m}, training=False),
-                            reduce_retracing=True)
-                for model in frames
-            ]
+        frames = [m.frame_probs for m in self._members if m.has_frames]
+        if not frames:
+            raise HeadError(f"head {self.name!r} has no decision-level member to score frames")
         x, mask = pad_clips(clips)
-        probs = self._run(self._frame_fns, x, mask, batch_size)
+        probs = self._run(frames, x, mask, batch_size)
         return [p[: len(c)] for p, c in zip(probs, clips, strict=True)]
 
     def _run(self, fns: list, x: np.ndarray, mask: np.ndarray, batch_size: int) -> np.ndarray:
@@ -120,16 +139,15 @@ class Head:
         for i in range(0, len(x), batch_size):
             xb = np.asarray(x[i : i + batch_size], dtype=np.float32)
             mb = np.asarray(mask[i : i + batch_size], dtype=np.float32)
-            outs.append(combine_probabilities([np.asarray(fn(xb, mb)) for fn in fns], self.combine))
+            outs.append(combine_probabilities([fn(xb, mb) for fn in fns], self.combine))
         if not outs:
             return np.zeros((0, self.num_classes), np.float32)
         return np.concatenate(outs).astype(np.float32)
 
     def save(self, path: str | os.PathLike[str], dtype: str = "float32") -> Path:
         """Write the head atomically as one .npz (weights stored as ``dtype``: one of WEIGHT_DTYPES)."""
-        weights = [[np.asarray(w) for w in m.weights] for m in self.members]
-        return save_head(path, self.member_configs, weights, self.class_names, self.name, self.info, dtype,
-                         self.combine)
+        return save_head(path, self.member_configs, self.member_weights, self.class_names, self.name,
+                         self.info, dtype, self.combine)
 
 
 def combine_probabilities(probs: Sequence[np.ndarray], rule: str = "mean_probability") -> np.ndarray:
@@ -191,9 +209,8 @@ def _stored_weight(arrays: dict[str, np.ndarray], key: str) -> np.ndarray | None
     w = arrays.get(key)
     if w is None:
         return None
-    w = w.astype(np.float32)
     scale = arrays.get(f"{key}/scale")  # float32 [columns], written by quantize_columns
-    return w if scale is None else w * scale
+    return w.astype(np.float32) if scale is None else np.multiply(w, scale, dtype=np.float32)
 
 
 def combine_heads(heads: Sequence[Head], name: str, info: dict | None = None,
@@ -209,13 +226,14 @@ def combine_heads(heads: Sequence[Head], name: str, info: dict | None = None,
         if head.class_names != heads[0].class_names:
             raise HeadError(f"cannot combine head {head.name!r}: its classes differ from {heads[0].name!r}")
     sources = [{"name": h.name, "info": h.info} for h in heads]
-    return Head([m for h in heads for m in h.members], [c for h in heads for c in h.member_configs],
-                heads[0].class_names, name, dict(info or {}) | {"sources": sources}, combine)
+    return Head.from_weights([c for h in heads for c in h.member_configs],
+                             [w for h in heads for w in h.member_weights],
+                             heads[0].class_names, name, dict(info or {}) | {"sources": sources}, combine)
 
 
 def load_head(path: str | os.PathLike[str]) -> Head:
-    """Load a head file written by :func:`save_head` / :meth:`Head.save` / training."""
-    from classifier.models import build_model
+    """Load a head file written by :func:`save_head` / :meth:`Head.save` / training (no TensorFlow)."""
+    from classifier.inference import weight_layout
 
     path = Path(path)
     if not path.is_file():
@@ -235,28 +253,27 @@ def load_head(path: str | os.PathLike[str]) -> Head:
         raise HeadError(f"{path}: an .npz archive but not a head file: {_HEAD_REMEDY}")
     if config.get("format") != HEAD_FORMAT:
         raise HeadError(f"{path}: unknown head format {config.get('format')!r} (expected {HEAD_FORMAT})")
-    members = []
+    member_weights = []
     for i, member in enumerate(config["members"]):
         try:
-            model = build_model(**member)
+            layout = weight_layout(**member)
         except (TypeError, ValueError) as exc:
             raise HeadError(f"{path}: member {i} has a bad model config ({exc})") from exc
-        weights = [_stored_weight(arrays, f"m{i}/{j}") for j in range(len(model.weights))]
-        shapes_ok = all(w is not None and w.shape == tuple(v.shape)
-                        for w, v in zip(weights, model.weights, strict=True))
-        if not shapes_ok or f"m{i}/{len(model.weights)}" in arrays:
+        weights = [_stored_weight(arrays, f"m{i}/{j}") for j in range(len(layout))]
+        shapes_ok = all(w is not None and w.shape == shape
+                        for w, (_, shape) in zip(weights, layout, strict=True))
+        if not shapes_ok or f"m{i}/{len(layout)}" in arrays:
             raise HeadError(f"{path}: member {i} weights do not match its {member.get('kind')!r} model")
-        model.set_weights(weights)
-        members.append(model)
-    if not members:
+        member_weights.append(weights)
+    if not member_weights:
         raise HeadError(f"{path}: head has no members")
     combine = config.get("combine", "mean_probability")
     if combine not in COMBINE_RULES:
         raise HeadError(f"{path}: unknown combine rule {combine!r} (expected one of {COMBINE_RULES})")
     logger.info("loaded head %r (%d member(s), %d classes) from %s",
-                config["name"], len(members), len(config["class_names"]), path)
-    return Head(members, config["members"], config["class_names"], config["name"], config.get("info"),
-                combine)
+                config["name"], len(member_weights), len(config["class_names"]), path)
+    return Head.from_weights(config["members"], member_weights, config["class_names"], config["name"],
+                             config.get("info"), combine)
 
 
 def load_pretrained(name: str | None = None) -> Head:

@@ -1,5 +1,5 @@
 """The `audiotag` command line: tag, extract, beam-extract, beam-tag, train, evaluate, pack-features,
-download-models, info.
+export, download-models, info.
 
 Exit status: 0 success; 1 an error (bad option value, unreadable checkpoint, missing input...), reported as
 one line on stderr; 2 a command-line usage error; 3 the run finished but some input files failed (listed
@@ -78,18 +78,28 @@ def _plot_path(base: Path, source: str, count: int) -> Path:
 
 
 def cmd_tag(args: argparse.Namespace) -> int:
+    from concurrent.futures import ThreadPoolExecutor
+
     import vggish
     from pipeline.formatting import RENDERERS
-    from pipeline.tagger import Tagger
+    from pipeline.tagger import Tagger, file_examples
 
     if args.top_k < 1:
         raise UserError("--top-k must be at least 1")
-    tagger = Tagger(_checkpoint(args), head=args.head, window_hop=args.window_hop)
+    checkpoint = _checkpoint(args)
+    # The first file's front end (decode, resample, log-mel) runs while TensorFlow imports and loads VGGish.
+    with ThreadPoolExecutor(1, thread_name_prefix="first-file") as pool:
+        first = pool.submit(file_examples, args.files[0])
+        tagger = Tagger(checkpoint, head=args.head, window_hop=args.window_hop)
     results, failed = [], 0
     try:
-        for path in args.files:
+        for i, path in enumerate(args.files):
             try:
-                result = tagger.tag(path, keep_examples=args.plot is not None)
+                if i == 0:
+                    emb = tagger.embed_examples(*first.result(), keep_examples=args.plot is not None)
+                    result = tagger.score(emb, source=path)
+                else:
+                    result = tagger.tag(path, keep_examples=args.plot is not None)
             except (vggish.AudioFileError, OSError) as exc:
                 failed += 1
                 print(f"audiotag: {_one_line(exc)}", file=sys.stderr)
@@ -216,6 +226,29 @@ def cmd_pack_features(args: argparse.Namespace) -> int:
 
     pack_features(features_source(args.source), args.dest, labels_csv=args.labels)
     print(f"audiotag pack-features: wrote {args.dest}", file=sys.stderr)
+    return EXIT_OK
+
+
+# --- export ---------------------------------------------------------------------------------------
+def cmd_export(args: argparse.Namespace) -> int:
+    from pipeline import export
+
+    out = args.out_dir
+    targets = {"savedmodel": [export.SAVEDMODEL_DIRNAME], "tflite": [export.TFLITE_DIRNAME],
+               "all": [export.SAVEDMODEL_DIRNAME, export.TFLITE_DIRNAME]}[args.format]
+    for name in targets:  # before the slow part: refuse a used folder at once
+        export.check_destination(out / name)
+    module = export.build_module(_checkpoint(args), args.head, window_hop=args.window_hop,
+                                 allow_synthetic=args.allow_synthetic)
+    if export.SAVEDMODEL_DIRNAME in targets:
+        path = export.export_savedmodel(out / export.SAVEDMODEL_DIRNAME, module)
+        print(f"audiotag export: SavedModel -> {path}", file=sys.stderr)
+    if export.TFLITE_DIRNAME in targets:
+        path = export.export_tflite(out / export.TFLITE_DIRNAME, module, int8=args.tflite_int8)
+        print(f"audiotag export: TF-Lite -> {path.parent}", file=sys.stderr)
+    if module.info.synthetic:
+        print("audiotag export: the export is from a SYNTHETIC checkpoint and is marked synthetic",
+              file=sys.stderr)
     return EXIT_OK
 
 
@@ -389,6 +422,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dest", type=Path, metavar="DEST")
     p.add_argument("--labels", type=Path, metavar="CSV", help="labels CSV for sources without labels")
     p.set_defaults(func=cmd_pack_features)
+
+    p = sub.add_parser(
+        "export",
+        parents=[common],
+        help="export the tagger as a SavedModel (TF Serving) and/or TF-Lite model",
+        description="Write the whole tagger (16 kHz waveform -> log-mel -> VGGish -> head -> scores) as one "
+        "TensorFlow graph: OUT_DIR/savedmodel and/or OUT_DIR/tflite (each must be new or empty).",
+    )
+    p.add_argument("out_dir", type=Path, metavar="OUT_DIR")
+    p.add_argument(
+        "--head", default=None, metavar="NAME|PATH", help="classifier head (default: the shipped one)"
+    )
+    p.add_argument("--format", choices=("savedmodel", "tflite", "all"), default="savedmodel")
+    p.add_argument(
+        "--window-hop",
+        type=_positive_int,
+        default=1,
+        metavar="PATCHES",
+        help="hop of the 10-patch window over long inputs, as in `tag` (default 1)",
+    )
+    p.add_argument(
+        "--allow-synthetic",
+        action="store_true",
+        help="export even a SYNTHETIC checkpoint (tests only); the export is then marked synthetic",
+    )
+    p.add_argument("--tflite-int8", action="store_true", help="also a dynamic-range int8 TF-Lite model")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser(
         "download-models",
