@@ -75,9 +75,11 @@ def _plot_path(base: Path, source: str, count: int) -> Path:
 
 
 def cmd_tag(args: argparse.Namespace) -> int:
+    from concurrent.futures import ThreadPoolExecutor
+
     import vggish
     from pipeline.formatting import RENDERERS, to_audacity
-    from pipeline.tagger import Tagger
+    from pipeline.tagger import Tagger, file_examples
     from safeio.atomic import atomic_output
 
     if args.top_k < 1:
@@ -87,13 +89,21 @@ def cmd_tag(args: argparse.Namespace) -> int:
         raise UserError("--output is for --format audacity (other formats go to stdout)")
     if audacity and args.output is None and len(args.files) > 1:
         raise UserError("--format audacity with several files needs --output OUT.txt (writes OUT-<file>.txt)")
-    tagger = Tagger(_checkpoint(args), head=args.head, window_hop=args.window_hop, rollup=args.rollup,
-                    classes=args.classes, exclude=args.exclude or (), min_score=args.min_score)
+    checkpoint = _checkpoint(args)
+    # The first file's front end (decode, resample, log-mel) runs while TensorFlow imports and loads VGGish.
+    with ThreadPoolExecutor(1, thread_name_prefix="first-file") as pool:
+        first = pool.submit(file_examples, args.files[0])
+        tagger = Tagger(checkpoint, head=args.head, window_hop=args.window_hop, rollup=args.rollup,
+                        classes=args.classes, exclude=args.exclude or (), min_score=args.min_score)
     results, failed = [], 0
     try:
-        for path in args.files:
+        for i, path in enumerate(args.files):
             try:
-                result = tagger.tag(path, keep_examples=args.plot is not None)
+                if i == 0:
+                    emb = tagger.embed_examples(*first.result(), keep_examples=args.plot is not None)
+                    result = tagger.score(emb, source=path)
+                else:
+                    result = tagger.tag(path, keep_examples=args.plot is not None)
             except (vggish.AudioFileError, OSError) as exc:
                 failed += 1
                 print(f"audiotag: {_one_line(exc)}", file=sys.stderr)

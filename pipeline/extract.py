@@ -202,7 +202,8 @@ class _Extraction:
             daemon=True,
             name=f"audiotag-frontend-{worker}",
         )
-        process.start()
+        with frontend.worker_environment():
+            process.start()
         self.processes[worker] = process
         self.current[worker] = None
 

@@ -14,11 +14,11 @@ import json
 import sys
 from pathlib import Path
 
-from pipeline.writers import HDF5_NAME
-
 
 def features_source(path: str | Path) -> str:
     """What the readers should open for FEATURES: an extract folder's embeddings.h5, else FEATURES itself."""
+    from pipeline.writers import HDF5_NAME  # here: building the CLI's parser must not import the writers
+
     candidate = Path(path)
     if candidate.is_dir() and (candidate / HDF5_NAME).is_file():
         return str(candidate / HDF5_NAME)
