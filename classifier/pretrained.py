@@ -9,6 +9,12 @@ A head file is one ``.npz`` (loaded with ``allow_pickle=False``) holding
                  w = q * scale, and vectors as float16).
 A head with several members (an ensemble, or snapshots of one run) averages their probabilities
 ("mean_probability") or their log-odds ("mean_logit": sigmoid of the mean logit of the clipped probabilities).
+Optional entries (heads without them still load; see data/heads/MODEL_CARD.md):
+  config ``"frame_members"``  model configs of decision-level models used ONLY for the timeline (their
+                 frame probabilities localize classes inside a clip; clip scores never use them), weights
+                 ``f{i}/{j}`` stored like ``m{i}/{j}``;
+  config ``"timeline"``   :class:`classifier.timeline.TimelineParams` of the calibrated timeline;
+  config ``"events"``     :class:`classifier.events.EventRules` (per-class onset/offset thresholds).
 """
 
 from __future__ import annotations
@@ -63,19 +69,43 @@ class Head:
     """
 
     def __init__(self, members: Sequence, member_configs: Sequence[dict], class_names: Sequence[str],
-                 name: str = "head", info: dict | None = None, combine: str = "mean_probability"):
+                 name: str = "head", info: dict | None = None, combine: str = "mean_probability", *,
+                 frame_members: Sequence = (), frame_member_configs: Sequence[dict] = (),
+                 timeline: dict | None = None, event_rules: dict | None = None):
         weights = [[np.asarray(w, np.float32) for w in model.weights] for model in members]
+        frame_weights = [[np.asarray(w, np.float32) for w in model.weights] for model in frame_members]
         self._setup(member_configs, weights, class_names, name, info, combine)
+        self._setup_timeline(frame_member_configs, frame_weights, timeline, event_rules)
 
     @classmethod
     def from_weights(cls, member_configs: Sequence[dict], member_weights: Sequence[Sequence[np.ndarray]],
                      class_names: Sequence[str], name: str = "head", info: dict | None = None,
-                     combine: str = "mean_probability") -> Head:
+                     combine: str = "mean_probability", *, frame_member_configs: Sequence[dict] = (),
+                     frame_member_weights: Sequence[Sequence[np.ndarray]] = (), timeline: dict | None = None,
+                     event_rules: dict | None = None) -> Head:
         """A head from member configs and their weight arrays (``model.weights`` order, any float dtype).
         ValueError when a member's weights do not fit its config."""
         head = cls.__new__(cls)
         head._setup(member_configs, member_weights, class_names, name, info, combine)
+        head._setup_timeline(frame_member_configs, frame_member_weights, timeline, event_rules)
         return head
+
+    def _setup_timeline(self, frame_member_configs: Sequence[dict],
+                        frame_member_weights: Sequence[Sequence[np.ndarray]], timeline: dict | None,
+                        event_rules: dict | None) -> None:
+        from classifier.inference import Member
+        from classifier.timeline import TimelineParams
+
+        if len(frame_member_weights) != len(frame_member_configs):
+            raise ValueError("a head needs one config per frame member")
+        self.frame_member_configs = [dict(c) for c in frame_member_configs]
+        self.frame_member_weights = [[np.asarray(w, np.float32) for w in ws] for ws in frame_member_weights]
+        pairs = zip(self.frame_member_configs, self.frame_member_weights, strict=True)
+        self._frame_members = [Member(c, w) for c, w in pairs]
+        if not all(m.has_frames for m in self._frame_members):
+            raise ValueError("frame members must be decision-level models")
+        self.timeline = TimelineParams.from_config(timeline)
+        self.event_rules = dict(event_rules) if event_rules else None
 
     def _setup(self, member_configs: Sequence[dict], member_weights: Sequence[Sequence[np.ndarray]],
                class_names: Sequence[str], name: str, info: dict | None, combine: str) -> None:
@@ -121,17 +151,39 @@ class Head:
         return self.predict_arrays(x, mask, batch_size)
 
     def predict_frames(self, clips: Sequence[np.ndarray], batch_size: int = 1024) -> list[np.ndarray]:
-        """Frame-level probabilities, one float32 [T, C] per clip.
+        """Calibrated per-patch scores, one float32 [T, C] per clip, comparable across clips and files: the
+        clip probability spread over the patches by the raw frame probabilities' within-clip localization
+        (:func:`classifier.timeline.calibrate_frames` with ``self.timeline``)."""
+        return self.predict_timeline(clips, batch_size)[1]
 
-        Averaged over the decision-level members (feature-level attention members have no frame scores);
-        raises HeadError when the head has none.
+    def predict_timeline(self, clips: Sequence[np.ndarray], batch_size: int = 1024
+                         ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Clip probabilities float32 [N, C] and the calibrated frame scores of :meth:`predict_frames`."""
+        from classifier.timeline import calibrate_frames
+
+        clips = _check_clips(clips)
+        clip_probs = self.predict_clips(clips, batch_size)
+        raw = self.predict_frames_raw(clips, batch_size)
+        frames = [calibrate_frames(p, f, self.timeline) for p, f in zip(clip_probs, raw, strict=True)]
+        return clip_probs, frames
+
+    def predict_frames_raw(self, clips: Sequence[np.ndarray], batch_size: int = 1024) -> list[np.ndarray]:
+        """Uncalibrated frame probabilities, one float32 [T, C] per clip (use them only within a clip).
+
+        From the frame members when the head has them, else from its decision-level members (combined by
+        the head's rule); a head with neither (e.g. only feature-level attention) scores each patch as a
+        one-patch clip.
         """
         clips = _check_clips(clips)
-        frames = [m.frame_probs for m in self._members if m.has_frames]
-        if not frames:
-            raise HeadError(f"head {self.name!r} has no decision-level member to score frames")
+        if not clips:
+            return []
+        members = self._frame_members or [m for m in self._members if m.has_frames]
+        if not members:  # every patch as a one-patch clip, [P, 1, 128]
+            patches = np.concatenate(clips)[:, None, :]
+            probs = self.predict_arrays(patches, np.ones(patches.shape[:2], bool), batch_size)
+            return np.split(probs, np.cumsum([len(c) for c in clips])[:-1])
         x, mask = pad_clips(clips)
-        probs = self._run(frames, x, mask, batch_size)
+        probs = self._run([m.frame_probs for m in members], x, mask, batch_size)
         return [p[: len(c)] for p, c in zip(probs, clips, strict=True)]
 
     def _run(self, fns: list, x: np.ndarray, mask: np.ndarray, batch_size: int) -> np.ndarray:
@@ -147,7 +199,9 @@ class Head:
     def save(self, path: str | os.PathLike[str], dtype: str = "float32") -> Path:
         """Write the head atomically as one .npz (weights stored as ``dtype``: one of WEIGHT_DTYPES)."""
         return save_head(path, self.member_configs, self.member_weights, self.class_names, self.name,
-                         self.info, dtype, self.combine)
+                         self.info, dtype, self.combine, frame_member_configs=self.frame_member_configs,
+                         frame_member_weights=self.frame_member_weights, timeline=self.timeline.to_config(),
+                         event_rules=self.event_rules)
 
 
 def combine_probabilities(probs: Sequence[np.ndarray], rule: str = "mean_probability") -> np.ndarray:
@@ -169,11 +223,15 @@ def _checked_rule(rule: str) -> str:
 
 def save_head(path: str | os.PathLike[str], member_configs: Sequence[dict],
               member_weights: Sequence[Sequence[np.ndarray]], class_names: Sequence[str], name: str,
-              info: dict | None = None, dtype: str = "float32", combine: str = "mean_probability") -> Path:
+              info: dict | None = None, dtype: str = "float32", combine: str = "mean_probability", *,
+              frame_member_configs: Sequence[dict] = (),
+              frame_member_weights: Sequence[Sequence[np.ndarray]] = (), timeline: dict | None = None,
+              event_rules: dict | None = None) -> Path:
     """Write a head file from model configs and weight lists (``model.weights`` order) atomically.
 
     ``dtype`` "int8" quantizes every matrix per output column (symmetric, 127 levels: a quarter of the
-    float32 size) and keeps vectors (biases, batch-norm statistics) as float16.
+    float32 size) and keeps vectors (biases, batch-norm statistics) as float16. The optional frame members
+    (timeline only), timeline parameters and event rules are described in the module docstring.
     """
     from classifier.train import save_npz_atomic
 
@@ -182,16 +240,24 @@ def save_head(path: str | os.PathLike[str], member_configs: Sequence[dict],
     config = {"format": HEAD_FORMAT, "name": name, "class_names": list(class_names),
               "members": [dict(c) for c in member_configs], "combine": _checked_rule(combine),
               "info": dict(info or {})}
+    if frame_member_configs:
+        config["frame_members"] = [dict(c) for c in frame_member_configs]
+    if timeline:
+        config["timeline"] = dict(timeline)
+    if event_rules:
+        config["events"] = dict(event_rules)
     arrays = {"config": np.array(json.dumps(config))}
-    for i, weights in enumerate(member_weights):
-        for j, w in enumerate(weights):
-            w = np.asarray(w, dtype=np.float32)
-            if dtype != "int8":
-                arrays[f"m{i}/{j}"] = w.astype(dtype)
-            elif w.ndim == 2:
-                arrays[f"m{i}/{j}"], arrays[f"m{i}/{j}/scale"] = quantize_columns(w)
-            else:
-                arrays[f"m{i}/{j}"] = w.astype(np.float16)
+    for prefix, member_list in (("m", member_weights), ("f", frame_member_weights)):
+        for i, weights in enumerate(member_list):
+            for j, w in enumerate(weights):
+                key = f"{prefix}{i}/{j}"
+                w = np.asarray(w, dtype=np.float32)
+                if dtype != "int8":
+                    arrays[key] = w.astype(dtype)
+                elif w.ndim == 2:
+                    arrays[key], arrays[f"{key}/scale"] = quantize_columns(w)
+                else:
+                    arrays[key] = w.astype(np.float16)
     path = Path(path)
     save_npz_atomic(path, arrays)
     return path
@@ -253,18 +319,11 @@ def load_head(path: str | os.PathLike[str]) -> Head:
         raise HeadError(f"{path}: an .npz archive but not a head file: {_HEAD_REMEDY}")
     if config.get("format") != HEAD_FORMAT:
         raise HeadError(f"{path}: unknown head format {config.get('format')!r} (expected {HEAD_FORMAT})")
-    member_weights = []
-    for i, member in enumerate(config["members"]):
-        try:
-            layout = weight_layout(**member)
-        except (TypeError, ValueError) as exc:
-            raise HeadError(f"{path}: member {i} has a bad model config ({exc})") from exc
-        weights = [_stored_weight(arrays, f"m{i}/{j}") for j in range(len(layout))]
-        shapes_ok = all(w is not None and w.shape == shape
-                        for w, (_, shape) in zip(weights, layout, strict=True))
-        if not shapes_ok or f"m{i}/{len(layout)}" in arrays:
-            raise HeadError(f"{path}: member {i} weights do not match its {member.get('kind')!r} model")
-        member_weights.append(weights)
+    member_weights = [_member_weights(path, arrays, f"m{i}", member, weight_layout)
+                      for i, member in enumerate(config["members"])]
+    frame_configs = config.get("frame_members", [])
+    frame_weights = [_member_weights(path, arrays, f"f{i}", member, weight_layout)
+                     for i, member in enumerate(frame_configs)]
     if not member_weights:
         raise HeadError(f"{path}: head has no members")
     combine = config.get("combine", "mean_probability")
@@ -272,8 +331,49 @@ def load_head(path: str | os.PathLike[str]) -> Head:
         raise HeadError(f"{path}: unknown combine rule {combine!r} (expected one of {COMBINE_RULES})")
     logger.info("loaded head %r (%d member(s), %d classes) from %s",
                 config["name"], len(member_weights), len(config["class_names"]), path)
-    return Head.from_weights(config["members"], member_weights, config["class_names"], config["name"],
-                             config.get("info"), combine)
+    try:
+        return Head.from_weights(config["members"], member_weights, config["class_names"], config["name"],
+                                 config.get("info"), combine, frame_member_configs=frame_configs,
+                                 frame_member_weights=frame_weights, timeline=config.get("timeline"),
+                                 event_rules=config.get("events"))
+    except (TypeError, ValueError) as exc:
+        raise HeadError(f"{path}: bad timeline settings ({exc})") from exc
+
+
+def _member_weights(path: Path, arrays: dict[str, np.ndarray], prefix: str, member: dict,
+                    weight_layout) -> list[np.ndarray]:
+    """Stored weights of member ``prefix`` ("m3", "f0") checked against its config; HeadError if bad."""
+    try:
+        layout = weight_layout(**member)
+    except (TypeError, ValueError) as exc:
+        raise HeadError(f"{path}: member {prefix} has a bad model config ({exc})") from exc
+    weights = [_stored_weight(arrays, f"{prefix}/{j}") for j in range(len(layout))]
+    shapes_ok = all(w is not None and w.shape == shape for w, (_, shape) in zip(weights, layout, strict=True))
+    if not shapes_ok or f"{prefix}/{len(layout)}" in arrays:
+        raise HeadError(f"{path}: member {prefix} weights do not match its {member.get('kind')!r} model")
+    return weights
+
+
+def set_postprocessing(path: str | os.PathLike[str], *, timeline: dict | None = None,
+                       event_rules: dict | None = None) -> Path:
+    """Store timeline parameters and/or event rules in an existing head file, leaving its weights
+    byte-for-byte as they are (rewritten atomically)."""
+    from classifier.train import save_npz_atomic
+
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        config = json.loads(str(arrays["config"]))
+    except (OSError, ValueError, KeyError) as exc:
+        raise HeadError(f"{path}: not a readable head file ({exc})") from exc
+    if timeline is not None:
+        config["timeline"] = dict(timeline)
+    if event_rules is not None:
+        config["events"] = dict(event_rules)
+    arrays["config"] = np.array(json.dumps(config))
+    save_npz_atomic(path, arrays)
+    return path
 
 
 def load_pretrained(name: str | None = None) -> Head:

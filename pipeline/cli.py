@@ -81,16 +81,23 @@ def cmd_tag(args: argparse.Namespace) -> int:
     from concurrent.futures import ThreadPoolExecutor
 
     import vggish
-    from pipeline.formatting import RENDERERS
+    from pipeline.formatting import RENDERERS, to_audacity
     from pipeline.tagger import Tagger, file_examples
+    from safeio.atomic import atomic_output
 
     if args.top_k < 1:
         raise UserError("--top-k must be at least 1")
+    audacity = args.format == "audacity"
+    if args.output is not None and not audacity:
+        raise UserError("--output is for --format audacity (other formats go to stdout)")
+    if audacity and args.output is None and len(args.files) > 1:
+        raise UserError("--format audacity with several files needs --output OUT.txt (writes OUT-<file>.txt)")
     checkpoint = _checkpoint(args)
     # The first file's front end (decode, resample, log-mel) runs while TensorFlow imports and loads VGGish.
     with ThreadPoolExecutor(1, thread_name_prefix="first-file") as pool:
         first = pool.submit(file_examples, args.files[0])
-        tagger = Tagger(checkpoint, head=args.head, window_hop=args.window_hop)
+        tagger = Tagger(checkpoint, head=args.head, window_hop=args.window_hop, rollup=args.rollup,
+                        classes=args.classes, exclude=args.exclude or (), min_score=args.min_score)
     results, failed = [], 0
     try:
         for i, path in enumerate(args.files):
@@ -109,9 +116,16 @@ def cmd_tag(args: argparse.Namespace) -> int:
                 from pipeline.plot import plot_result
 
                 plot_result(result, _plot_path(args.plot, path, len(args.files)), top_k=args.top_k)
+            if audacity and args.output is not None:
+                with atomic_output(_plot_path(args.output, path, len(args.files))) as tmp:
+                    Path(tmp).write_text(to_audacity(result), encoding="utf-8")
     finally:
         tagger.close()
-    sys.stdout.write(RENDERERS[args.format](results, args.top_k, frames=args.frames))
+    if audacity:
+        if args.output is None:
+            sys.stdout.write("".join(to_audacity(r) for r in results))
+    else:
+        sys.stdout.write(RENDERERS[args.format](results, args.top_k, frames=args.frames, events=args.events))
     sys.stdout.flush()
     return EXIT_SOME_FAILED if failed else EXIT_OK
 
@@ -313,8 +327,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--top-k", type=_positive_int, default=10, help="labels per file (default 10)")
-    p.add_argument("--format", choices=("text", "json", "csv"), default="text")
-    p.add_argument("--frames", action="store_true", help="also per-patch (0.96 s) scores with start times")
+    p.add_argument("--format", choices=("text", "json", "csv", "audacity"), default="text",
+                   help="audacity: a label track of the events (start<TAB>end<TAB>name)")
+    p.add_argument("--frames", action="store_true",
+                   help="also per-patch (0.96 s) calibrated scores with start times")
+    p.add_argument("--events", action="store_true",
+                   help="also sound events (start, end in seconds) from the head's thresholds")
+    p.add_argument("-o", "--output", type=Path, metavar="OUT.txt",
+                   help="--format audacity: write the track here (several files: OUT-<file>.txt)")
+    p.add_argument("--rollup", action="store_true",
+                   help="add ontology parents (score = max of own and descendants'), marked rolled_up")
+    p.add_argument("--classes", action="append", metavar="CLASS",
+                   help="keep only this class (name, MID or @file with one per line); repeatable")
+    p.add_argument("--exclude", action="append", metavar="CLASS",
+                   help="drop this class (name, MID or @file); repeatable")
+    p.add_argument("--min-score", type=float, default=0.0, metavar="P",
+                   help="leave out labels and events scoring below P (default 0)")
     p.add_argument(
         "--plot",
         type=Path,

@@ -3,8 +3,11 @@
 JSON: one document, a list of `{"file", "duration", "labels": [{"index", "mid", "name", "score"}, ...]}`
 with labels sorted by score; with frames, each item also has `"frames": [{"start", "end", "labels"}]` (top
 classes of each 0.96 s patch) and `"windows": [{"start", "end", "labels"}]` (each 10-patch window of a long
-clip). CSV: header `file,scope,start,end,rank,index,mid,name,score`; scope `clip` rows (start 0, end =
-duration), and with frames `frame` and `window` rows.
+clip); with events, `"events": [{"index", "mid", "name", "start", "end", "score"}]`. Labels and events of
+flagged classes carry `"rolled_up"`, `"abstract"` or `"blacklisted": true`. CSV: header
+`file,scope,start,end,rank,index,mid,name,score`; scope `clip` rows (start 0, end = duration), with frames
+`frame` and `window` rows, with events `event` rows (rank = order in the file). Audacity: one label track
+per file, `start<TAB>end<TAB>name` lines (seconds), the events of the file.
 """
 
 from __future__ import annotations
@@ -44,7 +47,12 @@ def clip_item(source: str, duration: float, labels: Sequence[Label]) -> dict[str
     return {"file": source, "duration": round(duration, 6), "labels": [label.as_dict() for label in labels]}
 
 
-def to_json(results: Sequence[TagResult], top_k: int, frames: bool = False) -> str:
+def _event_dicts(result: TagResult) -> list[dict[str, Any]]:
+    flags = dict(zip(result.mids, result.flags or [()] * len(result.mids), strict=True))
+    return [event.to_dict() | {flag: True for flag in flags.get(event.mid, ())} for event in result.events]
+
+
+def to_json(results: Sequence[TagResult], top_k: int, frames: bool = False, events: bool = False) -> str:
     """One JSON document for all files."""
     items: list[dict[str, Any]] = []
     for result in results:
@@ -55,23 +63,28 @@ def to_json(results: Sequence[TagResult], top_k: int, frames: bool = False) -> s
                     {"start": round(s, 3), "end": round(e, 3), "labels": [lab.as_dict() for lab in labels]}
                     for s, e, labels in rows
                 ]
+        if events:
+            item["events"] = _event_dicts(result)
         items.append(item)
     return json.dumps(items, indent=2, ensure_ascii=False) + "\n"
 
 
-def to_csv(results: Sequence[TagResult], top_k: int, frames: bool = False) -> str:
+def to_csv(results: Sequence[TagResult], top_k: int, frames: bool = False, events: bool = False) -> str:
     """CSV rows for all files (see the module docstring)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_HEADER)
     for result in results:
-        rows = [("clip", 0.0, result.duration, result.top(top_k))]
+        rows = [("clip", 0.0, result.duration, result.top(top_k), 1)]
         if frames:
             segments = _segments(result, top_k)
-            rows += [("frame", *row) for row in segments["frames"]]
-            rows += [("window", *row) for row in segments["windows"]]
-        for scope, start, end, labels in rows:
-            for rank, label in enumerate(labels, 1):
+            rows += [("frame", *row, 1) for row in segments["frames"]]
+            rows += [("window", *row, 1) for row in segments["windows"]]
+        if events:  # one label per row; rank = the event's place in the file
+            rows += [("event", e.start, e.end, [Label(e.index, e.mid, e.name, e.score)], rank)
+                     for rank, e in enumerate(result.events, 1)]
+        for scope, start, end, labels, first_rank in rows:
+            for rank, label in enumerate(labels, first_rank):
                 writer.writerow(
                     (
                         result.source,
@@ -88,7 +101,7 @@ def to_csv(results: Sequence[TagResult], top_k: int, frames: bool = False) -> st
     return out.getvalue()
 
 
-def to_text(results: Sequence[TagResult], top_k: int, frames: bool = False) -> str:
+def to_text(results: Sequence[TagResult], top_k: int, frames: bool = False, events: bool = False) -> str:
     """Human-readable: per file a header line, then `score  name` lines, then an optional timeline."""
     lines = []
     for result in results:
@@ -99,7 +112,15 @@ def to_text(results: Sequence[TagResult], top_k: int, frames: bool = False) -> s
             for start, end, labels in _segments(result, min(top_k, 3))["frames"]:
                 tags = ", ".join(f"{label.name} {label.score:.2f}" for label in labels)
                 lines.append(f"    {start:7.2f}-{end:7.2f} s  {tags}")
+        if events:
+            lines.append("  events:")
+            lines += [f"    {e.start:7.2f}-{e.end:7.2f} s  {e.name} {e.score:.2f}" for e in result.events]
     return "\n".join(lines) + "\n" if lines else ""
+
+
+def to_audacity(result: TagResult) -> str:
+    """An Audacity label track of one file's events: `start<TAB>end<TAB>name` per line, seconds."""
+    return "".join(f"{e.start:.6f}\t{e.end:.6f}\t{e.name}\n" for e in result.events)
 
 
 RENDERERS = {"text": to_text, "json": to_json, "csv": to_csv}

@@ -17,7 +17,7 @@ def plot_result(result: TagResult, path: str | os.PathLike[str], top_k: int = 10
     """Write a PNG (PLOT_SIZE_INCHES at PLOT_DPI) for one tagged clip; needs `result.embeddings.examples`.
 
     Top panel: log-mel (64 bands x 10 ms frames, the patches laid end to end; 0.96 s hop means no overlap).
-    Bottom panel: per-patch probabilities of the clip's `top_k` classes.
+    Bottom panel: the calibrated per-patch scores of the clip's `top_k` classes.
     """
     import matplotlib
 
@@ -28,8 +28,9 @@ def plot_result(result: TagResult, path: str | os.PathLike[str], top_k: int = 10
     if examples is None:
         raise ValueError("plot_result needs the log-mel examples: tag with keep_examples=True")
     logmel = examples.reshape(-1, examples.shape[-1]) if len(examples) else np.zeros((1, 64), np.float32)
-    labels = result.top(top_k)
-    heat = result.frame_scores[:, [label.index for label in labels]].T if len(labels) else np.zeros((1, 1))
+    columns = result.top_columns(result.scores, top_k)
+    labels = [result.names[k] for k in columns]
+    heat = result.frame_scores[:, columns].T if len(columns) else np.zeros((1, 1))
     end = max(len(result.frame_starts), 1) * 0.96
 
     figure = Figure(figsize=PLOT_SIZE_INCHES, dpi=PLOT_DPI, layout="constrained")
@@ -47,9 +48,9 @@ def plot_result(result: TagResult, path: str | os.PathLike[str], top_k: int = 10
         interpolation="nearest",
         extent=(0, end, len(labels), 0),
     )
-    bottom.set_yticks(np.arange(len(labels)) + 0.5, [label.name for label in labels], fontsize=8)
+    bottom.set_yticks(np.arange(len(labels)) + 0.5, labels, fontsize=8)
     bottom.set_xlabel("time (s)")
-    bottom.set_title("class probability per 0.96 s patch")
+    bottom.set_title("calibrated class score per 0.96 s patch")
     figure.colorbar(image, ax=[top, bottom], fraction=0.03, pad=0.01, label="probability")
     with atomic_output(path) as tmp, open(tmp, "wb") as f:
         figure.savefig(f, format="png", dpi=PLOT_DPI)

@@ -11,12 +11,17 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from classifier.events import Event, EventRules
+    from classifier.labelview import LabelView
 
 logger = logging.getLogger(__name__)
 
@@ -25,15 +30,18 @@ WINDOW_PATCHES = 10  # the head was trained on 10-patch (10 s) AudioSet clips
 
 @dataclass(frozen=True)
 class Label:
-    """One scored class: index in the head's output, AudioSet mid (or the user label), name, probability."""
+    """One scored class: index in the head's output (-1: an ontology parent added by roll-up), AudioSet mid
+    (or the user label), name, probability, and its flags ("rolled_up", "abstract", "blacklisted")."""
 
     index: int
     mid: str
     name: str
     score: float
+    flags: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "mid": self.mid, "name": self.name, "score": round(float(self.score), 6)}
+        item = {"index": self.index, "mid": self.mid, "name": self.name, "score": round(float(self.score), 6)}
+        return item | {flag: True for flag in self.flags}
 
 
 @dataclass
@@ -50,9 +58,13 @@ class Embeddings:
 
 @dataclass
 class TagResult:
-    """Scores for one clip. `scores` float32 [C] (max over windows); `window_scores` float32 [W,C] with
-    `window_starts` float64 [W] (s, each window spans 10 patches); `frame_scores` float32 [N,C] with
-    `frame_starts` float64 [N] (s, each frame spans 0.96 s)."""
+    """Scores for one clip, over the classes of the tagger's label view (all head classes by default).
+
+    `scores` float32 [K] (max over windows); `window_scores` float32 [W,K] with `window_starts` float64 [W]
+    (s, each window spans 10 patches); `frame_scores` float32 [N,K] with `frame_starts` float64 [N] (s, each
+    frame spans 0.96 s; calibrated: comparable across clips and files); `events` the sound events (seconds
+    of the file, sorted by start); `indices`/`mids`/`names` [K] the column classes (index: in the head's
+    output, -1 for ontology parents added by roll-up); labels below `min_score` are left out of the lists."""
 
     source: str
     duration: float
@@ -65,14 +77,27 @@ class TagResult:
     names: list[str]
     embeddings: Embeddings = field(repr=False)
     top_k: int = 10
+    events: list[Event] = field(default_factory=list)
+    indices: list[int] | None = None
+    flags: list[tuple[str, ...]] | None = None
+    min_score: float = 0.0
 
     @property
     def labels(self) -> list[Label]:
         """The clip's `top_k` best classes, sorted by score."""
         return self.top(self.top_k)
 
+    def top_columns(self, scores: np.ndarray, top_k: int | None) -> np.ndarray:
+        """Columns of `scores` [K] sorted by score, at least `min_score`, the first `top_k` (all: None)."""
+        order = np.argsort(-scores, kind="stable")
+        order = order[scores[order] >= self.min_score]
+        return order[: top_k if top_k else None]
+
     def _labels(self, scores: np.ndarray, top_k: int | None) -> list[Label]:
-        return top_labels(scores, self.mids, self.names, top_k)
+        indices = self.indices if self.indices is not None else range(len(self.mids))
+        flags = self.flags or [()] * len(self.mids)
+        return [Label(int(indices[k]), self.mids[k], self.names[k], float(scores[k]), flags[k])
+                for k in self.top_columns(scores, top_k)]
 
     def top(self, top_k: int | None = 10) -> list[Label]:
         """The clip's classes sorted by score (all of them when top_k is None)."""
@@ -116,6 +141,12 @@ class Tagger:
     checkpoint: a VGGish checkpoint path (None: vggish.download.resolve_checkpoint — the option, the env
     variable, the cache, else a download). head: a shipped head's name, a path to a user-trained head, or
     a loaded head object (None: the default shipped head). window_hop: patches between sliding windows.
+
+    Label control (applies to clip labels, windows, frames and events alike; see classifier.labelview):
+    rollup adds ontology parents (a parent scores the max of its own and its descendants' scores);
+    classes keeps only the given names / MIDs / "@file" lists; exclude removes some; min_score leaves
+    labels and events scoring below it out of the lists. Events use the head's stored thresholds
+    (classifier.events.EventRules.from_head; 0.5 with a warning when it has none).
     """
 
     def __init__(
@@ -126,13 +157,20 @@ class Tagger:
         window_hop: int = 1,
         download: bool = True,
         intra_op_threads: int | None = None,
+        rollup: bool = False,
+        classes: Sequence[str] | None = None,
+        exclude: Sequence[str] = (),
+        min_score: float = 0.0,
     ):
         import vggish
+        from classifier.events import EventRules
+        from classifier.labelview import LabelView
         from vggish.download import resolve_checkpoint
 
         if window_hop < 1:
             raise ValueError("window_hop must be at least 1 patch")
         self.window_hop = window_hop
+        self.min_score = float(min_score)
         self.checkpoint = resolve_checkpoint(checkpoint, download=download)
         # The head (numpy) loads in a thread while TensorFlow imports and restores VGGish.
         with ThreadPoolExecutor(1, thread_name_prefix="load-head") as pool:
@@ -140,6 +178,8 @@ class Tagger:
             self.vggish = vggish.VGGish(self.checkpoint, intra_op_threads=intra_op_threads)
             try:
                 self.head, (self.mids, self.names) = loading.result()
+                self.view = LabelView(self.mids, self.names, rollup=rollup, classes=classes, exclude=exclude)
+                self.event_rules = view_rules(EventRules.from_head(self.head), self.view)
             except BaseException:
                 self.vggish.close()
                 raise
@@ -218,38 +258,62 @@ class Tagger:
 
     def score(self, emb: Embeddings, source: str = "<embeddings>", top_k: int = 10) -> TagResult:
         """Head scores (clip, windows, frames) for embeddings already computed."""
+        from classifier.timeline import merge_windows
+
         x = emb.embedding
         n = len(x)
         starts = window_starts(n, self.window_hop)
-        windows = [x[s : s + WINDOW_PATCHES] for s in starts]
-        window_scores = np.asarray(self.head.predict_clips(windows), dtype=np.float32)
-        frame_scores = _frame_scores(self.head, x)
+        # The timeline uses windows at most 10 patches apart, so that every patch is covered.
+        frame_windows = starts if self.window_hop <= WINDOW_PATCHES else window_starts(n, WINDOW_PATCHES)
+        windows = [x[s : s + WINDOW_PATCHES] for s in frame_windows]
+        clip_probs, calibrated = self.head.predict_timeline(windows)
+        frame_scores = merge_windows(calibrated, frame_windows, n)
+        if frame_windows is starts:
+            window_scores = np.asarray(clip_probs, np.float32)
+        else:
+            window_scores = np.asarray(self.head.predict_clips([x[s : s + WINDOW_PATCHES] for s in starts]),
+                                       dtype=np.float32)
+        from classifier.events import Event, detect_events
+
+        view = self.view
+        frame_scores = view.apply(frame_scores)
+        events = [
+            Event(view.indices[e.index], e.mid, e.name, e.start, e.end, e.score)
+            for e in detect_events(frame_scores, emb.starts, self.event_rules, view.mids, view.names,
+                                   duration=max(emb.duration, 1e-3))
+            if e.score >= self.min_score
+        ]
         return TagResult(
             source=source,
             duration=emb.duration,
-            scores=window_scores.max(axis=0),
-            window_scores=window_scores,
-            window_starts=emb.starts[starts] if n else np.zeros(1),
+            scores=view.apply(window_scores.max(axis=0)),
+            window_scores=view.apply(window_scores),
+            window_starts=emb.starts[starts],
             frame_scores=frame_scores,
             frame_starts=emb.starts,
-            mids=self.mids,
-            names=self.names,
+            mids=view.mids,
+            names=view.names,
             embeddings=emb,
             top_k=top_k,
+            events=events,
+            indices=view.indices,
+            flags=[tuple(c.flags()) for c in view.classes],
+            min_score=self.min_score,
         )
 
 
-def _frame_scores(head: Any, x: np.ndarray) -> np.ndarray:
-    """Per-patch probabilities float32 [N,C]: the head's frame-level output, or (for heads without one,
-    such as feature-level attention) the head applied to each patch as a one-patch clip."""
-    if not len(x):
-        return np.zeros((0, len(head.class_names)), np.float32)
-    chunks = [x[s : s + WINDOW_PATCHES] for s in range(0, len(x), WINDOW_PATCHES)]
-    try:
-        per_chunk = head.predict_frames(chunks)
-    except ValueError:
-        return np.asarray(head.predict_clips([row[None] for row in x]), dtype=np.float32)
-    return np.concatenate([np.asarray(f, np.float32) for f in per_chunk])
+def view_rules(rules: EventRules, view: LabelView) -> EventRules:
+    """The head's event rules for the columns of a label view: a head class keeps its thresholds; a parent
+    added by roll-up takes the median of its descendants' thresholds."""
+    from classifier.events import EventRules
+
+    onset, offset = [], []
+    for k, info in enumerate(view.classes):
+        cols = [info.index] if info.index >= 0 else view.sources(k)
+        onset.append(float(np.median(rules.onset[cols])))
+        offset.append(float(np.median(rules.offset[cols])))
+    return EventRules(np.asarray(onset, np.float32), np.minimum(offset, onset).astype(np.float32),
+                      rules.min_duration, rules.merge_gap)
 
 
 def file_examples(path: str | os.PathLike[str]) -> tuple[np.ndarray, float]:

@@ -154,15 +154,51 @@ def test_int8_columns_round_trip_within_half_a_step():
 
 
 def test_frame_scores_come_from_decision_level_members():
-    clips = [np.full((4, 128), 100, np.uint8)]
+    clips = [np.full((4, 128), 100, np.uint8), np.arange(3 * 128).reshape(3, 128).astype(np.uint8)]
     names = [str(i) for i in range(C)]
     feature = _tiny("feature_attention")
-    with pytest.raises(HeadError, match="no decision-level member"):
-        Head([feature], [_member_config("feature_attention")], names).predict_frames(clips)
     avg = _tiny("average", 1)
     mixed = Head([feature, avg], [_member_config("feature_attention"), _member_config("average")], names)
     alone = Head([avg], [_member_config("average")], names)
-    np.testing.assert_allclose(mixed.predict_frames(clips)[0], alone.predict_frames(clips)[0], rtol=1e-6)
+    np.testing.assert_allclose(mixed.predict_frames_raw(clips)[0], alone.predict_frames_raw(clips)[0],
+                               rtol=1e-6)
+    # Without any decision-level member, each patch is scored as a one-patch clip.
+    only_feature = Head([feature], [_member_config("feature_attention")], names)
+    raw = only_feature.predict_frames_raw(clips)
+    np.testing.assert_allclose(raw[1][2], only_feature.predict_clips([clips[1][2:3]])[0], rtol=1e-5)
+    assert [f.shape for f in only_feature.predict_frames(clips)] == [(4, C), (3, C)]
+
+
+def test_calibrated_frames_peak_at_the_clip_probability_and_follow_the_raw_ranking():
+    rng = np.random.default_rng(3)
+    clips = [rng.integers(0, 256, (t, 128)).astype(np.uint8) for t in (10, 4, 1)]
+    names = [str(i) for i in range(C)]
+    head = Head([_tiny("single_attention", 2)], [_member_config("single_attention")], names,
+                timeline={"gamma": 0.5})
+    clip_probs, frames = head.predict_timeline(clips)
+    raw = head.predict_frames_raw(clips)
+    for p, f, r in zip(clip_probs, frames, raw, strict=True):
+        np.testing.assert_allclose(f.max(axis=0), p, rtol=1e-5)
+        np.testing.assert_allclose(f, p * (r / r.max(axis=0)) ** 0.5, rtol=1e-5)
+    np.testing.assert_allclose(np.concatenate(head.predict_frames(clips)), np.concatenate(frames))
+
+
+def test_head_file_keeps_frame_members_timeline_and_event_rules(tmp_path):
+    names = [str(i) for i in range(C)]
+    frame_member = _tiny("max", 4)
+    rules = {"onset": [0.3] * C, "offset": [0.2] * C, "min_duration": 0.96, "merge_gap": 1.0}
+    head = Head([_tiny("feature_attention", 5)], [_member_config("feature_attention")], names,
+                frame_members=[frame_member], frame_member_configs=[_member_config("max")],
+                timeline={"gamma": 0.7}, event_rules=rules)
+    clips = [np.random.default_rng(1).integers(0, 256, (6, 128)).astype(np.uint8)]
+    back = load_head(head.save(tmp_path / "h.npz"))
+    assert back.timeline.gamma == 0.7 and back.event_rules == rules and len(back.frame_member_configs) == 1
+    # Clip scores use only the members; the frame member gives the raw timeline.
+    inputs = {"x": clips[0][None].astype(np.float32), "mask": np.ones((1, 6), np.float32)}
+    np.testing.assert_allclose(back.predict_clips(clips), _run(head.members[0], inputs["x"], inputs["mask"]),
+                               rtol=1e-5)
+    np.testing.assert_allclose(back.predict_frames_raw(clips)[0],
+                               np.asarray(frame_model(frame_member)(inputs))[0], rtol=1e-5)
 
 
 def test_combine_heads_averages_all_members(tmp_path):

@@ -186,3 +186,69 @@ def test_cli_text_and_csv(
     ]
     assert float(rows[0]["score"]) >= float(rows[1]["score"])
     assert rows[2]["start"] == "0.000"
+
+
+def test_events_follow_the_calibrated_timeline(tagger: Tagger, shared_audio: Path) -> None:
+    from classifier.events import detect_events
+
+    result = tagger.tag(shared_audio / LONG)
+    # The timeline's peak over the file equals the clip score (each window's peak patch is its clip score).
+    np.testing.assert_allclose(result.frame_scores.max(axis=0), result.scores, rtol=1e-5)
+    assert result.events, "the untrained head should cross 0.5 somewhere"
+    assert result.events == sorted(result.events, key=lambda e: (e.start, e.index))
+    assert all(0 <= e.start < e.end <= result.duration for e in result.events)
+    expected = detect_events(result.frame_scores, result.frame_starts, tagger.event_rules, result.mids,
+                             result.names, duration=result.duration)
+    assert result.events == expected
+
+
+def test_label_control_applies_to_labels_frames_windows_and_events(
+    synthetic_checkpoint: Path, tiny_head: Path, shared_audio: Path, tmp_path: Path
+) -> None:
+    from classifier.labels import load_class_labels
+
+    names = load_class_labels().names
+    keep = tmp_path / "keep.txt"
+    keep.write_text("Speech\n/m/04rlf\n# Music\nHuman voice\n", encoding="utf-8")
+    with Tagger(synthetic_checkpoint, head=str(tiny_head), rollup=True, classes=[f"@{keep}", "Dog"],
+                exclude=["Dog"], min_score=0.3) as tagger:
+        result = tagger.tag(shared_audio / LONG)
+    assert result.names == ["Speech", "Music", "Human voice"]
+    assert result.indices == [names.index("Speech"), names.index("Music"), -1]
+    assert result.frame_scores.shape == (19, 3) and result.window_scores.shape == (10, 3)
+    with Tagger(synthetic_checkpoint, head=str(tiny_head)) as plain:
+        full = plain.tag(shared_audio / LONG)
+    speech = names.index("Speech")
+    children = [names.index(n) for n in ("Male speech, man speaking", "Female speech, woman speaking")]
+    assert result.scores[0] >= full.scores[speech]  # roll-up never lowers a score
+    assert result.scores[0] >= full.scores[children].max()
+    assert all(label.score >= 0.3 for label in result.top(None))
+    assert all(e.name in result.names and e.score >= 0.3 for e in result.events)
+    labels = {label.name: label.as_dict() for label in result.top(None)}
+    if "Human voice" in labels:
+        assert labels["Human voice"]["rolled_up"] and labels["Human voice"]["index"] == -1
+
+
+def test_cli_events_csv_json_and_audacity(
+    synthetic_checkpoint: Path, tiny_head: Path, shared_audio: Path, tmp_path: Path, capsys
+) -> None:
+    base = ["--vggish-checkpoint", str(synthetic_checkpoint), "tag", str(shared_audio / LONG),
+            str(shared_audio / SHORT), "--head", str(tiny_head)]
+    assert main([*base, "--format", "json", "--events"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    fields, flags = {"index", "mid", "name", "start", "end", "score"}, {"abstract", "blacklisted"}
+    assert document[0]["events"] and all(fields <= set(e) <= fields | flags for e in document[0]["events"])
+    assert main([*base, "--format", "csv", "--events"]) == 0
+    rows = [r for r in csv.DictReader(io.StringIO(capsys.readouterr().out)) if r["scope"] == "event"]
+    long_rows = [r for r in rows if r["file"].endswith(LONG)]
+    assert [int(r["rank"]) for r in long_rows] == list(range(1, len(document[0]["events"]) + 1))
+    assert main([*base, "--format", "audacity"]) == 1  # several files need --output
+    capsys.readouterr()
+    out = tmp_path / "labels.txt"
+    assert main([*base, "--format", "audacity", "--output", str(out)]) == 0
+    for item in document:
+        track = (tmp_path / f"labels-{Path(item['file']).stem}.txt").read_text(encoding="utf-8")
+        parsed = [line.split("\t") for line in track.splitlines()]  # what Audacity's label import reads
+        assert all(len(fields) == 3 for fields in parsed)
+        assert [(round(float(a), 3), round(float(b), 3), name) for a, b, name in parsed] == [
+            (e["start"], e["end"], e["name"]) for e in item["events"]]
