@@ -11,7 +11,11 @@ For each input kind (10-s clips at 44.1 kHz stereo and at 16 kHz mono, generated
   TensorFlow free to use every core);
 - `extract()` itself (npz output, model loaded once, worker processes for the front end, the CLI's
   default threads), with the CPU time of its whole process tree (main, forkserver, workers);
-- peak resident memory of the whole `audiotag extract` process tree for 1/4, 1/2 and all of the files.
+- peak resident memory of the whole `audiotag extract` process tree for 1/4, 1/2 and all of the files;
+- the CNN-only limit (--limit-clips, default 91 clips = 910 patches): whole processes, alternately,
+  `audiotag extract` on the clips against a process that only imports, loads the model and runs the CNN on
+  as many patches (--only-limit runs just this; the issue's target: extract >= 0.85 of the limit at
+  44.1 kHz stereo, >= 0.9 at 16 kHz mono).
 Each repeat measures the stage costs, runs the serial loop and `extract()`, then measures the stage costs
 again; its bound uses the mean of the two, because this machine's speed drifts between moments (2x seen).
 The repeat with the fastest `extract` is reported, with its own serial run and bound; all repeats are
@@ -25,6 +29,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -255,6 +260,49 @@ def in_process_extract(
     )
 
 
+CNN_ONLY = r"""
+import sys
+import numpy as np
+import vggish
+from pipeline.extract import default_cnn_threads
+checkpoint, patches, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+with vggish.VGGish(checkpoint, intra_op_threads=default_cnn_threads(), inter_op_threads=1) as model:
+    model.embed(np.zeros((patches, 96, 64), np.float32), batch_size=batch)
+"""
+
+
+def cnn_limit(paths: list[Path], tmp: Path, checkpoint: Path, workers: int | None, batch_size: int,
+              pairs: int) -> dict[str, object]:
+    """Whole processes, alternately: `audiotag extract` on the files against a process that only imports,
+    loads the model (the CLI's threads) and runs the CNN on as many patches; medians of wall time."""
+    audio_seconds = sum(sf.info(str(p)).frames / sf.info(str(p)).samplerate for p in paths)
+    extract_walls, cnn_walls = [], []
+    for pair in range(pairs):
+        out = tmp / f"limit-{pair}"
+        wall, _ = run_cli_extract(paths, out, checkpoint, workers, batch_size)
+        extract_walls.append(wall)
+        patches = 0  # as many as extract embedded
+        for npz in out.rglob("*.npz"):
+            with np.load(npz) as z:
+                patches += len(z["embedding"])
+        shutil.rmtree(out, ignore_errors=True)
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", CNN_ONLY, str(checkpoint), str(patches), str(batch_size)],
+                       check=True, stderr=subprocess.DEVNULL)
+        cnn_walls.append(time.perf_counter() - start)
+    extract_wall, cnn_wall = statistics.median(extract_walls), statistics.median(cnn_walls)
+    return {
+        "files": len(paths),
+        "patches": patches,
+        "extract_x_realtime": round(audio_seconds / extract_wall, 1),
+        "cnn_only_x_realtime": round(audio_seconds / cnn_wall, 1),
+        "extract_vs_cnn_only": round(cnn_wall / extract_wall, 3),
+        "extract_walls_s": [round(w, 2) for w in extract_walls],
+        "cnn_only_walls_s": [round(w, 2) for w in cnn_walls],
+        "load_average": round(_load_average(), 2),
+    }
+
+
 def _load_average() -> float:
     return os.getloadavg()[0]
 
@@ -270,6 +318,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-rss", action="store_true", help="skip the peak-RSS runs")
     parser.add_argument("--repeats", type=int, default=2, help="serial/extract runs per kind, best kept")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    parser.add_argument("--limit-clips", type=int, default=91,
+                        help="clips for the CNN-only-limit comparison (default 91: 910 patches)")
+    parser.add_argument("--limit-pairs", type=int, default=3,
+                        help="alternating extract / CNN-only process pairs (default 3; 0 skips it)")
+    parser.add_argument("--only-limit", action="store_true",
+                        help="only the CNN-only-limit comparison (skip stage costs, serial loop, RSS)")
     args = parser.parse_args(argv)
 
     from pipeline.extract import default_workers
@@ -293,7 +347,15 @@ def main(argv: list[str] | None = None) -> int:
             print("using a SYNTHETIC checkpoint (same architecture and cost as the release)", flush=True)
         for kind in args.kinds:
             rate, channels = KINDS[kind]
-            paths = generate_clips(tmp / kind, args.clips, rate, channels)
+            paths = generate_clips(tmp / kind, max(args.clips, args.limit_clips), rate, channels)
+            limit_paths, paths = paths[: args.limit_clips], paths[: args.clips]
+            if args.limit_pairs:
+                limit = cnn_limit(limit_paths, tmp, checkpoint, args.workers, args.batch_size,
+                                  args.limit_pairs)
+                print(json.dumps({kind: {"cnn_only_limit": limit}}, indent=2), flush=True)
+                figures.setdefault("cnn_only_limit", {})[kind] = limit
+            if args.only_limit:
+                continue
             # This VM's speed drifts between moments (2x seen here), so every repeat brackets its serial and
             # extract runs with stage-cost measurements and is judged against its own bound.
             repeats = []

@@ -40,15 +40,15 @@ def member_predictions(head, x: np.ndarray, mask: np.ndarray) -> list[np.ndarray
     """Clip probabilities float32 [N, C] of each member of `head` on its own."""
     from classifier.pretrained import Head
 
-    return [Head([m], [c], head.class_names).predict_arrays(x, mask)
-            for m, c in zip(head.members, head.member_configs, strict=True)]
+    return [Head.from_weights([c], [w], head.class_names).predict_arrays(x, mask)
+            for c, w in zip(head.member_configs, head.member_weights, strict=True)]
 
 
 def cached_predictions(head, cache: Path | None, holdout, evaluation) -> tuple[np.ndarray, np.ndarray]:
     """Member predictions [members, N, C] on held-out and eval, reused from `cache` (keyed by the weights)."""
     digest = hashlib.sha256()
-    for member in head.members:
-        for w in member.weights:
+    for weights in head.member_weights:
+        for w in weights:
             digest.update(np.asarray(w).tobytes())
     path = cache / f"{digest.hexdigest()[:24]}.npz" if cache else None
     if path is not None and path.is_file():

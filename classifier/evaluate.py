@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -65,9 +64,9 @@ def evaluate_predictions(
     write_per_class_csv(rows, out / "per_class.csv")
     write_json(rows, out / "per_class.json")
     summary = {**metrics.summary(), **(extra or {})}
-    # nan (no usable class) and ±inf (d' of perfect scores) are not JSON numbers: written as null
-    summary = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in summary.items()}
-    write_json(summary, out / "summary.json")
+    if metrics.notes():
+        summary["notes"] = metrics.notes()
+    write_json(summary, out / "summary.json")  # nan (no usable class) and ±inf (perfect d') become null
     if counts is None:
         plot_ap_vs_count(metrics, metrics.n_positives, out / "ap_vs_train_count.png",
                          count_label="evaluation clips per class (training counts unknown)")

@@ -200,7 +200,10 @@ def parse_segments_csv(path: str | os.PathLike[str]) -> list[Segment]:
 def read_labels_csv(path: str | os.PathLike[str]) -> dict[str, list[str]]:
     """Read a user labels CSV with header `id,labels`; labels are comma-separated names or mids.
 
-    Returns id -> list of labels (possibly empty), in file order. Duplicate ids are an error.
+    The labels field is itself read as a CSV record, so a label containing a comma is quoted inside it:
+    the field `"Male speech, man speaking",Speech` (in the file a quoted field, its quotes doubled as CSV
+    requires) gives the labels `Male speech, man speaking` and `Speech`. Returns id -> list of labels
+    (possibly empty), in file order. Duplicate ids are an error.
     """
     result: dict[str, list[str]] = {}
     try:
@@ -222,8 +225,8 @@ def read_labels_csv(path: str | os.PathLike[str]) -> dict[str, list[str]]:
                     raise LabelsError(f"{path}: line {lineno}: empty id")
                 if clip_id in result:
                     raise LabelsError(f"{path}: line {lineno}: duplicate id {clip_id!r}")
-                labels = row[1] if len(row) > 1 else ""
-                result[clip_id] = [label.strip() for label in labels.split(",") if label.strip()]
+                labels = next(csv.reader([row[1]], skipinitialspace=True), []) if len(row) > 1 else []
+                result[clip_id] = [label.strip() for label in labels if label.strip()]
     except OSError as exc:
         raise LabelsError(f"{path}: cannot read labels CSV: {exc}") from exc
     except UnicodeDecodeError as exc:

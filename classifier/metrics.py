@@ -36,6 +36,26 @@ class Metrics:
             "n_clips": self.n_clips,
         }
 
+    def notes(self) -> list[str]:
+        """What could not be computed, and why, in words (empty when everything was)."""
+        notes = []
+        if self.n_classes_used == 0:
+            notes.append(
+                f"no class has both positive and negative clips among the {self.n_clips} clips: mAP, mAUC "
+                "and d_prime cannot be computed (null)"
+            )
+        elif self.n_classes_excluded:
+            notes.append(
+                f"{self.n_classes_excluded} of {self.n_classes_used + self.n_classes_excluded} classes have "
+                "no positive or no negative clip: left out of the means"
+            )
+        if math.isinf(self.d_prime):
+            notes.append(
+                f"d_prime is {'+' if self.d_prime > 0 else '-'}infinity (mean AUC {self.mAUC:g}: the scores "
+                "separate positives from negatives perfectly); written as null"
+            )
+        return notes
+
 
 def d_prime(auc: float) -> float:
     """d′ = sqrt(2) * Phi^-1(AUC): the separation of two unit Gaussians giving this AUC (0 at AUC 0.5)."""

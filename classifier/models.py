@@ -18,10 +18,15 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
-MODEL_KINDS = ("average", "max", "single_attention", "multi_attention", "feature_attention")
-DECISION_LEVEL_KINDS = ("average", "max", "single_attention", "multi_attention")
-EMBEDDING_SIZE = 128
-_EPS = 1e-7
+from classifier.inference import (
+    ATTENTION_EPS,
+    BATCH_NORM_EPSILON,
+    DECISION_LEVEL_KINDS,
+    EMBEDDING_SIZE,
+    MODEL_KINDS,
+)
+
+__all__ = ["DECISION_LEVEL_KINDS", "EMBEDDING_SIZE", "MODEL_KINDS", "build_model", "frame_model"]
 
 
 class MaskedAveragePooling(layers.Layer):
@@ -56,11 +61,11 @@ class AttentionPooling(layers.Layer):
     def call(self, values, logits, mask):
         m = ops.expand_dims(mask, -1)
         if self.attention == "sigmoid":
-            weights = ops.clip(ops.sigmoid(logits), _EPS, 1.0 - _EPS) * m
+            weights = ops.clip(ops.sigmoid(logits), ATTENTION_EPS, 1.0 - ATTENTION_EPS) * m
         else:
             masked = ops.where(m > 0, logits, ops.full_like(logits, -1e9))
             weights = ops.exp(masked - ops.max(masked, axis=1, keepdims=True)) * m
-        return ops.sum(values * weights, axis=1) / ops.maximum(ops.sum(weights, axis=1), _EPS)
+        return ops.sum(values * weights, axis=1) / ops.maximum(ops.sum(weights, axis=1), ATTENTION_EPS)
 
     def get_config(self):
         return {**super().get_config(), "attention": self.attention}
@@ -73,7 +78,7 @@ def _trunk(x, mask, hidden_units: int, num_layers: int, dropout: float) -> list:
     hidden = []
     for i in range(num_layers):
         h = layers.Dense(hidden_units, name=f"dense{i + 1}")(h)
-        h = layers.BatchNormalization(name=f"bn{i + 1}")(h)
+        h = layers.BatchNormalization(epsilon=BATCH_NORM_EPSILON, name=f"bn{i + 1}")(h)
         h = layers.ReLU(name=f"relu{i + 1}")(h)
         h = layers.Dropout(dropout, name=f"dropout{i + 1}")(h)
         hidden.append(h)
@@ -122,7 +127,7 @@ def build_model(
         values = layers.Dense(hidden_units, name="feat_cla")(top)
         logits = layers.Dense(hidden_units, name="feat_att")(top)
         h = AttentionPooling(attention, name="pool")(values, logits, mask)
-        h = layers.BatchNormalization(name="bn_pool")(h)
+        h = layers.BatchNormalization(epsilon=BATCH_NORM_EPSILON, name="bn_pool")(h)
         h = layers.ReLU(name="relu_pool")(h)
         h = layers.Dropout(dropout, name="dropout_pool")(h)
         out = layers.Dense(num_classes, activation="sigmoid", name="clip_probs")(h)

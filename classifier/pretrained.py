@@ -9,7 +9,6 @@ A head file is one ``.npz`` (loaded with ``allow_pickle=False``) holding
                  w = q * scale, and vectors as float16).
 A head with several members (an ensemble, or snapshots of one run) averages their probabilities
 ("mean_probability") or their log-odds ("mean_logit": sigmoid of the mean logit of the clipped probabilities).
-
 Optional entries (heads without them still load; see data/heads/MODEL_CARD.md):
   config ``"frame_members"``  model configs of decision-level models used ONLY for the timeline (their
                  frame probabilities localize classes inside a clip; clip scores never use them), weights
@@ -30,6 +29,7 @@ import numpy as np
 
 from classifier.clipset import EMBEDDING_SIZE, MAX_FRAMES, pad_clips
 from classifier.labels import data_dir
+from safeio.artifacts import BrokenFileError, read_npz
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +38,9 @@ DEFAULT_HEAD = "audioset"
 WEIGHT_DTYPES = ("float32", "float16", "int8")
 COMBINE_RULES = ("mean_probability", "mean_logit")
 _LOGIT_EPS = 1e-7  # probabilities are clipped to [eps, 1 - eps] before taking log-odds
+
+
+_HEAD_REMEDY = "pass a head.npz written by `audiotag train` (or train one again)"
 
 
 class HeadError(ValueError):
@@ -55,49 +58,92 @@ def available_heads() -> list[str]:
 
 
 class Head:
-    """A trained classifier: one or more Keras models whose clip probabilities are combined.
+    """A trained classifier: one or more members whose clip probabilities are combined.
 
-    ``members`` are models from :func:`classifier.models.build_model` with their configs in
-    ``member_configs``; ``class_names`` gives the C output classes in order; ``combine`` (one of
-    COMBINE_RULES) says how the members' probabilities are averaged.
+    A head is its members' configs (keywords of :func:`classifier.models.build_model`) and float32 weights
+    (``model.weights`` order); it predicts with numpy (:mod:`classifier.inference`), never with Keras.
+    ``Head(members, member_configs, ...)`` takes Keras models (training, :func:`build_model`) and copies
+    their weights; :meth:`from_weights` (used by :func:`load_head` and :func:`combine_heads`) takes the
+    weights directly and never imports TensorFlow. ``class_names`` gives the C output classes in order;
+    ``combine`` (one of COMBINE_RULES) says how the members' probabilities are averaged.
     """
 
     def __init__(self, members: Sequence, member_configs: Sequence[dict], class_names: Sequence[str],
                  name: str = "head", info: dict | None = None, combine: str = "mean_probability", *,
                  frame_members: Sequence = (), frame_member_configs: Sequence[dict] = (),
                  timeline: dict | None = None, event_rules: dict | None = None):
-        import tensorflow as tf
+        weights = [[np.asarray(w, np.float32) for w in model.weights] for model in members]
+        frame_weights = [[np.asarray(w, np.float32) for w in model.weights] for model in frame_members]
+        self._setup(member_configs, weights, class_names, name, info, combine)
+        self._setup_timeline(frame_member_configs, frame_weights, timeline, event_rules)
 
+    @classmethod
+    def from_weights(cls, member_configs: Sequence[dict], member_weights: Sequence[Sequence[np.ndarray]],
+                     class_names: Sequence[str], name: str = "head", info: dict | None = None,
+                     combine: str = "mean_probability", *, frame_member_configs: Sequence[dict] = (),
+                     frame_member_weights: Sequence[Sequence[np.ndarray]] = (), timeline: dict | None = None,
+                     event_rules: dict | None = None) -> Head:
+        """A head from member configs and their weight arrays (``model.weights`` order, any float dtype).
+        ValueError when a member's weights do not fit its config."""
+        head = cls.__new__(cls)
+        head._setup(member_configs, member_weights, class_names, name, info, combine)
+        head._setup_timeline(frame_member_configs, frame_member_weights, timeline, event_rules)
+        return head
+
+    def _setup_timeline(self, frame_member_configs: Sequence[dict],
+                        frame_member_weights: Sequence[Sequence[np.ndarray]], timeline: dict | None,
+                        event_rules: dict | None) -> None:
+        from classifier.inference import Member
         from classifier.timeline import TimelineParams
 
-        if not members or len(members) != len(member_configs):
-            raise ValueError("a head needs at least one member and one config per member")
-        if len(frame_members) != len(frame_member_configs):
+        if len(frame_member_weights) != len(frame_member_configs):
             raise ValueError("a head needs one config per frame member")
-        self.frame_members = list(frame_members)
         self.frame_member_configs = [dict(c) for c in frame_member_configs]
+        self.frame_member_weights = [[np.asarray(w, np.float32) for w in ws] for ws in frame_member_weights]
+        pairs = zip(self.frame_member_configs, self.frame_member_weights, strict=True)
+        self._frame_members = [Member(c, w) for c, w in pairs]
+        if not all(m.has_frames for m in self._frame_members):
+            raise ValueError("frame members must be decision-level models")
         self.timeline = TimelineParams.from_config(timeline)
         self.event_rules = dict(event_rules) if event_rules else None
+
+    def _setup(self, member_configs: Sequence[dict], member_weights: Sequence[Sequence[np.ndarray]],
+               class_names: Sequence[str], name: str, info: dict | None, combine: str) -> None:
+        from classifier.inference import Member
+
+        if not member_configs or len(member_weights) != len(member_configs):
+            raise ValueError("a head needs at least one member and one config per member")
         self.combine = _checked_rule(combine)
-        self.members = list(members)
         self.member_configs = [dict(c) for c in member_configs]
+        self.member_weights = [[np.asarray(w, np.float32) for w in ws] for ws in member_weights]
         self.class_names = list(class_names)
         self.name = name
         self.info = dict(info or {})
-        self._clip_fns = [
-            tf.function(lambda x, m, model=model: model({"x": x, "mask": m}, training=False),
-                        reduce_retracing=True)
-            for model in self.members
-        ]
-        self._frame_fns: list | None = None
+        self._members = [Member(config, weights)
+                         for config, weights in zip(self.member_configs, self.member_weights, strict=True)]
+        self._keras_members: list | None = None
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    @property
+    def members(self) -> list:
+        """The members as Keras models, built from the weights on first use (imports TensorFlow): for
+        fine-tuning or inspection; predictions never use them."""
+        if self._keras_members is None:
+            from classifier.models import build_model
+
+            self._keras_members = []
+            for config, weights in zip(self.member_configs, self.member_weights, strict=True):
+                model = build_model(**config)
+                model.set_weights(weights)
+                self._keras_members.append(model)
+        return self._keras_members
+
     def predict_arrays(self, x: np.ndarray, mask: np.ndarray, batch_size: int = 1024) -> np.ndarray:
         """Clip probabilities float32 [N, C] for padded x [N, T, 128] (uint8 values) and mask bool [N, T]."""
-        return self._run(self._clip_fns, x, mask, batch_size)
+        return self._run([m.clip_probs for m in self._members], x, mask, batch_size)
 
     def predict_clips(self, clips: Sequence[np.ndarray], batch_size: int = 1024) -> np.ndarray:
         """Clip probabilities float32 [N, C]; each clip is uint8 [T, 128] with 1 <= T <= 10."""
@@ -128,26 +174,16 @@ class Head:
         the head's rule); a head with neither (e.g. only feature-level attention) scores each patch as a
         one-patch clip.
         """
-        import tensorflow as tf
-
-        from classifier.models import DECISION_LEVEL_KINDS, frame_model
-
         clips = _check_clips(clips)
         if not clips:
             return []
-        if self._frame_fns is None:
-            models = self.frame_members or [m for m in self.members if m.name in DECISION_LEVEL_KINDS]
-            self._frame_fns = [
-                tf.function(lambda x, m, model=model: model({"x": x, "mask": m}, training=False),
-                            reduce_retracing=True)
-                for model in (frame_model(m) for m in models)
-            ]
-        if not self._frame_fns:  # every patch as a one-patch clip, [P, 1, 128] (the models take any T)
+        members = self._frame_members or [m for m in self._members if m.has_frames]
+        if not members:  # every patch as a one-patch clip, [P, 1, 128]
             patches = np.concatenate(clips)[:, None, :]
             probs = self.predict_arrays(patches, np.ones(patches.shape[:2], bool), batch_size)
             return np.split(probs, np.cumsum([len(c) for c in clips])[:-1])
         x, mask = pad_clips(clips)
-        probs = self._run(self._frame_fns, x, mask, batch_size)
+        probs = self._run([m.frame_probs for m in members], x, mask, batch_size)
         return [p[: len(c)] for p, c in zip(probs, clips, strict=True)]
 
     def _run(self, fns: list, x: np.ndarray, mask: np.ndarray, batch_size: int) -> np.ndarray:
@@ -155,18 +191,16 @@ class Head:
         for i in range(0, len(x), batch_size):
             xb = np.asarray(x[i : i + batch_size], dtype=np.float32)
             mb = np.asarray(mask[i : i + batch_size], dtype=np.float32)
-            outs.append(combine_probabilities([np.asarray(fn(xb, mb)) for fn in fns], self.combine))
+            outs.append(combine_probabilities([fn(xb, mb) for fn in fns], self.combine))
         if not outs:
             return np.zeros((0, self.num_classes), np.float32)
         return np.concatenate(outs).astype(np.float32)
 
     def save(self, path: str | os.PathLike[str], dtype: str = "float32") -> Path:
         """Write the head atomically as one .npz (weights stored as ``dtype``: one of WEIGHT_DTYPES)."""
-        weights = [[np.asarray(w) for w in m.weights] for m in self.members]
-        frame_weights = [[np.asarray(w) for w in m.weights] for m in self.frame_members]
-        return save_head(path, self.member_configs, weights, self.class_names, self.name, self.info, dtype,
-                         self.combine, frame_member_configs=self.frame_member_configs,
-                         frame_member_weights=frame_weights, timeline=self.timeline.to_config(),
+        return save_head(path, self.member_configs, self.member_weights, self.class_names, self.name,
+                         self.info, dtype, self.combine, frame_member_configs=self.frame_member_configs,
+                         frame_member_weights=self.frame_member_weights, timeline=self.timeline.to_config(),
                          event_rules=self.event_rules)
 
 
@@ -241,9 +275,8 @@ def _stored_weight(arrays: dict[str, np.ndarray], key: str) -> np.ndarray | None
     w = arrays.get(key)
     if w is None:
         return None
-    w = w.astype(np.float32)
     scale = arrays.get(f"{key}/scale")  # float32 [columns], written by quantize_columns
-    return w if scale is None else w * scale
+    return w.astype(np.float32) if scale is None else np.multiply(w, scale, dtype=np.float32)
 
 
 def combine_heads(heads: Sequence[Head], name: str, info: dict | None = None,
@@ -259,61 +292,66 @@ def combine_heads(heads: Sequence[Head], name: str, info: dict | None = None,
         if head.class_names != heads[0].class_names:
             raise HeadError(f"cannot combine head {head.name!r}: its classes differ from {heads[0].name!r}")
     sources = [{"name": h.name, "info": h.info} for h in heads]
-    return Head([m for h in heads for m in h.members], [c for h in heads for c in h.member_configs],
-                heads[0].class_names, name, dict(info or {}) | {"sources": sources}, combine)
+    return Head.from_weights([c for h in heads for c in h.member_configs],
+                             [w for h in heads for w in h.member_weights],
+                             heads[0].class_names, name, dict(info or {}) | {"sources": sources}, combine)
 
 
 def load_head(path: str | os.PathLike[str]) -> Head:
-    """Load a head file written by :func:`save_head` / :meth:`Head.save` / training."""
-    from classifier.models import DECISION_LEVEL_KINDS
+    """Load a head file written by :func:`save_head` / :meth:`Head.save` / training (no TensorFlow)."""
+    from classifier.inference import weight_layout
 
     path = Path(path)
     if not path.is_file():
         raise HeadError(f"{path}: head file not found")
     try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
+        arrays = read_npz(path)
+    except BrokenFileError as exc:
+        raise HeadError(f"{exc}; not a usable head file: {_HEAD_REMEDY}") from None
+    except OSError as exc:
+        raise HeadError(f"{path}: cannot read the head file ({exc.strerror or exc})") from exc
+    try:
         config = json.loads(str(arrays.pop("config")))
-    except (OSError, ValueError, KeyError) as exc:
-        raise HeadError(f"{path}: not a readable head file ({exc})") from exc
+    except (ValueError, KeyError) as exc:
+        raise HeadError(f"{path}: an .npz archive but not a head file (no valid `config`): "
+                        f"{_HEAD_REMEDY}") from exc
+    if not isinstance(config, dict):
+        raise HeadError(f"{path}: an .npz archive but not a head file: {_HEAD_REMEDY}")
     if config.get("format") != HEAD_FORMAT:
         raise HeadError(f"{path}: unknown head format {config.get('format')!r} (expected {HEAD_FORMAT})")
-    members = [_load_member(path, arrays, f"m{i}", member) for i, member in enumerate(config["members"])]
-    frame_members = [_load_member(path, arrays, f"f{i}", member)
-                     for i, member in enumerate(config.get("frame_members", []))]
-    if any(m.name not in DECISION_LEVEL_KINDS for m in frame_members):
-        raise HeadError(f"{path}: frame members must be decision-level models {DECISION_LEVEL_KINDS}")
-    if not members:
+    member_weights = [_member_weights(path, arrays, f"m{i}", member, weight_layout)
+                      for i, member in enumerate(config["members"])]
+    frame_configs = config.get("frame_members", [])
+    frame_weights = [_member_weights(path, arrays, f"f{i}", member, weight_layout)
+                     for i, member in enumerate(frame_configs)]
+    if not member_weights:
         raise HeadError(f"{path}: head has no members")
     combine = config.get("combine", "mean_probability")
     if combine not in COMBINE_RULES:
         raise HeadError(f"{path}: unknown combine rule {combine!r} (expected one of {COMBINE_RULES})")
     logger.info("loaded head %r (%d member(s), %d classes) from %s",
-                config["name"], len(members), len(config["class_names"]), path)
+                config["name"], len(member_weights), len(config["class_names"]), path)
     try:
-        return Head(members, config["members"], config["class_names"], config["name"], config.get("info"),
-                    combine, frame_members=frame_members,
-                    frame_member_configs=config.get("frame_members", []), timeline=config.get("timeline"),
-                    event_rules=config.get("events"))
+        return Head.from_weights(config["members"], member_weights, config["class_names"], config["name"],
+                                 config.get("info"), combine, frame_member_configs=frame_configs,
+                                 frame_member_weights=frame_weights, timeline=config.get("timeline"),
+                                 event_rules=config.get("events"))
     except (TypeError, ValueError) as exc:
         raise HeadError(f"{path}: bad timeline settings ({exc})") from exc
 
 
-def _load_member(path: Path, arrays: dict[str, np.ndarray], prefix: str, member: dict):
-    """Build member ``prefix`` ("m3", "f0") from its config and set its stored weights; HeadError if bad."""
-    from classifier.models import build_model
-
+def _member_weights(path: Path, arrays: dict[str, np.ndarray], prefix: str, member: dict,
+                    weight_layout) -> list[np.ndarray]:
+    """Stored weights of member ``prefix`` ("m3", "f0") checked against its config; HeadError if bad."""
     try:
-        model = build_model(**member)
+        layout = weight_layout(**member)
     except (TypeError, ValueError) as exc:
         raise HeadError(f"{path}: member {prefix} has a bad model config ({exc})") from exc
-    weights = [_stored_weight(arrays, f"{prefix}/{j}") for j in range(len(model.weights))]
-    shapes_ok = all(w is not None and w.shape == tuple(v.shape)
-                    for w, v in zip(weights, model.weights, strict=True))
-    if not shapes_ok or f"{prefix}/{len(model.weights)}" in arrays:
+    weights = [_stored_weight(arrays, f"{prefix}/{j}") for j in range(len(layout))]
+    shapes_ok = all(w is not None and w.shape == shape for w, (_, shape) in zip(weights, layout, strict=True))
+    if not shapes_ok or f"{prefix}/{len(layout)}" in arrays:
         raise HeadError(f"{path}: member {prefix} weights do not match its {member.get('kind')!r} model")
-    model.set_weights(weights)
-    return model
+    return weights
 
 
 def set_postprocessing(path: str | os.PathLike[str], *, timeline: dict | None = None,

@@ -352,6 +352,14 @@ def read_extract_hdf5(path: PathLike) -> tuple[list[np.ndarray], np.ndarray]:
     return [embedding[a:b] for a, b in itertools.pairwise(offsets)], ids
 
 
+def npz_files(root: Path) -> list[Path]:
+    """The `*.npz` files below root (hidden files and folders skipped), sorted."""
+    return sorted(
+        p for p in root.rglob("*.npz")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
+
+
 def read_npz_dir(root: PathLike) -> tuple[list[np.ndarray], np.ndarray]:
     """Read `audiotag extract --format npz`: every `*.npz` below root (hidden folders skipped), sorted.
 
@@ -359,10 +367,7 @@ def read_npz_dir(root: PathLike) -> tuple[list[np.ndarray], np.ndarray]:
     (e.g. `dogs/bark1.wav`).
     """
     root = Path(root)
-    files = sorted(
-        p for p in root.rglob("*.npz")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
-    )
+    files = npz_files(root)
     if not files:
         raise ReaderError(f"{root}: no .npz files found")
     clips, ids = [], []
@@ -447,7 +452,8 @@ def label_table(labels_csv: PathLike, classes: ClassLabels) -> dict[str, list[in
         except KeyError as exc:
             raise LabelsError(
                 f"{labels_csv}: clip {clip_id!r}: {exc.args[0]}, not one of the {len(classes)} classes "
-                f"(pass class_names, e.g. classes_from_labels_csv(path))"
+                f"(a label containing a comma is quoted inside the field: "
+                f'id,"""Male speech, man speaking"",Speech")'
             ) from None
     return table
 
@@ -499,8 +505,13 @@ def labelled_batches(
     """(class list, batches) of a source, relabelled from labels_csv when given."""
     classes = _class_list(class_names)
     kind = source_kind(source)
+    if kind == "npz_dir" and not npz_files(Path(source)):
+        raise ReaderError(f"{source}: no features in this folder (no .tfrecord, .h5 or .npz files)")
     if require_labels and labels_csv is None and kind in ("extract_hdf5", "npz_dir"):
-        raise ReaderError(f"{source}: extract outputs carry no labels; pass labels_csv (id,labels)")
+        raise ReaderError(
+            f"{source}: extract outputs carry no labels; pass labels_csv (a CSV `id,labels`: --labels on the "
+            "command line)"
+        )
     found, batches = iter_source_batches(source, classes, keep_labels=labels_csv is None)
     if labels_csv is not None:
         batches = _relabel(batches, labels_csv, classes)

@@ -25,7 +25,18 @@ def atomic_write_bytes(path: Path, data: bytes) -> Path:
 
 
 def _number(value: float) -> float | None:
-    return None if math.isnan(value) else float(value)
+    return None if not math.isfinite(value) else float(value)
+
+
+def json_safe(data: object) -> object:
+    """`data` with every non-finite float (nan, ±inf: not JSON numbers) replaced by None, recursively."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: json_safe(value) for key, value in data.items()}
+    if isinstance(data, list | tuple):
+        return [json_safe(value) for value in data]
+    return data
 
 
 def per_class_rows(
@@ -55,8 +66,9 @@ def write_per_class_csv(rows: list[dict], path: Path) -> Path:
 
 
 def write_json(data: object, path: Path) -> Path:
-    """Pretty JSON (nan written as null by the callers' conversion)."""
-    return atomic_write_bytes(path, (json.dumps(data, indent=2, allow_nan=False) + "\n").encode("utf-8"))
+    """Pretty, strict JSON (nan and ±inf written as null)."""
+    text = json.dumps(json_safe(data), indent=2, allow_nan=False)
+    return atomic_write_bytes(path, (text + "\n").encode("utf-8"))
 
 
 def plot_ap_vs_count(
@@ -71,15 +83,20 @@ def plot_ap_vs_count(
     figure = Figure(figsize=(7, 4.5), dpi=100)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    axes.scatter(x, metrics.ap[used], s=8, alpha=0.6)
-    axes.axhline(metrics.mAP, color="tab:red", linestyle="--", linewidth=1, label=f"mAP {metrics.mAP:.3f}")
-    axes.set_xscale("log")
+    if used.any():
+        axes.scatter(x, metrics.ap[used], s=8, alpha=0.6)
+        axes.axhline(metrics.mAP, color="tab:red", linestyle="--", linewidth=1,
+                     label=f"mAP {metrics.mAP:.3f}")
+        axes.set_xscale("log")
+        axes.legend(loc="upper left")
+    else:  # nothing to place on a log axis
+        axes.text(0.5, 0.5, "no class has both positive and negative clips:\nno AP to show",
+                  ha="center", va="center", transform=axes.transAxes)
     axes.set_ylim(-0.02, 1.02)
     axes.set_xlabel(count_label)
     axes.set_ylabel("average precision")
     axes.set_title(title or f"per-class AP: {metrics.n_classes_used} classes ({metrics.n_classes_excluded} "
                    f"without positives or negatives left out), {metrics.n_clips} clips")
-    axes.legend(loc="upper left")
     axes.grid(True, which="both", alpha=0.3)
     figure.tight_layout()
     buffer = io.BytesIO()

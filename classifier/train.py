@@ -30,7 +30,9 @@ import numpy as np
 
 from classifier.clipset import ClipSet
 from classifier.sampling import BalancedSampler, holdout_split
-from safeio.atomic import atomic_output
+from safeio.artifacts import BrokenFileError, read_npz
+from safeio.atomic import atomic_output, remove_stale_temporaries
+from safeio.lock import FolderLock
 
 logger = logging.getLogger(__name__)
 
@@ -238,12 +240,20 @@ class Trainer:
         path = self.checkpoint_path
         if not path.is_file():
             return False
+        remedy = "delete it to start this run over from the beginning, or use another output folder"
         try:
-            with np.load(path, allow_pickle=False) as z:
-                data = {k: z[k] for k in z.files}
-        except (OSError, ValueError) as exc:
-            raise CheckpointMismatchError(f"{path}: unreadable checkpoint ({exc})") from exc
-        if _trajectory_key(str(data["config"])) != _trajectory_key(self._config_json()):
+            data = read_npz(path)
+        except BrokenFileError as exc:
+            raise CheckpointMismatchError(f"{exc}; not a usable training checkpoint: {remedy}") from None
+        expected = {"config", "iteration", "history"}
+        expected |= {f"model/{i}" for i in range(len(self.model.variables))}
+        try:
+            previous = _trajectory_key(str(data["config"])) if expected <= set(data) else None
+        except ValueError:
+            previous = None
+        if previous is None:
+            raise CheckpointMismatchError(f"{path}: not a training checkpoint of audiotag: {remedy}")
+        if previous != _trajectory_key(self._config_json()):
             raise CheckpointMismatchError(
                 f"{path}: written by a different training configuration; use another out_dir or delete it")
         for i, v in enumerate(self.model.variables):
@@ -340,6 +350,10 @@ def split_holdout(config: TrainConfig, data: ClipSet) -> tuple[ClipSet, ClipSet 
     if config.holdout_fraction <= 0:
         return data, None
     train_idx, holdout_idx = holdout_split(data.y, config.holdout_fraction, seed=config.holdout_seed)
+    if len(holdout_idx) == 0 or len(train_idx) == 0:
+        logger.warning("%d clips are too few to hold out a fraction of %g: training on all of them, without "
+                       "held-out scores", len(data), config.holdout_fraction)
+        return data, None
     return data.subset(train_idx), data.subset(holdout_idx)
 
 
@@ -350,8 +364,13 @@ def snapshot_path(out_dir: str | os.PathLike[str], iteration: int) -> Path:
 
 def load_snapshot(out_dir: str | os.PathLike[str], iteration: int) -> list[np.ndarray]:
     """A run's model weights at ``iteration``, in ``model.weights`` order."""
-    with np.load(snapshot_path(out_dir, iteration), allow_pickle=False) as z:
-        return [z[f"w/{j}"] for j in range(len(z.files))]
+    path = snapshot_path(out_dir, iteration)
+    try:
+        arrays = read_npz(path)
+        return [arrays[f"w/{j}"] for j in range(len(arrays))]
+    except (BrokenFileError, KeyError) as exc:
+        raise TrainError(f"{path}: damaged snapshot ({exc}); delete checkpoint.npz in {out_dir} to train "
+                         "this run again") from None
 
 
 def select_snapshots(
@@ -382,25 +401,30 @@ def train_clipset(config: TrainConfig, data: ClipSet) -> Path:
     """Train on in-memory clips (held-out split as configured) and write ``out_dir/head.npz``; returns it."""
     from classifier.pretrained import save_head
 
+    if len(data) == 0 or not data.y.any():
+        raise TrainError(f"{config.train_data or 'the training data'}: no clip has a label; nothing to learn "
+                         "(check the labels, or that the labels CSV ids match the clips)")
     train_set, holdout = split_holdout(config, data)
-    trainer = Trainer(config, train_set, holdout)
-    trainer.run()
-    chosen, holdout_map = select_snapshots(config, trainer.history, holdout)
-    out_dir = Path(config.out_dir)
-    weights = [load_snapshot(out_dir, it) for it in chosen]
-    info = {
-        "train_config": dataclasses.asdict(config) | {"progress": None},
-        "snapshot_iterations": chosen,
-        "holdout_mAP": holdout_map,
-        "num_train_clips": len(train_set),
-        "num_holdout_clips": 0 if holdout is None else len(holdout),
-        "train_counts": train_set.class_counts().tolist(),
-    }
-    member = config.model_config(data.num_classes)
-    path = save_head(out_dir / "head.npz", [member] * len(chosen), weights, data.class_names,
-                     name=out_dir.name, info=info)
-    logger.info("head from iterations %s (held-out mAP %.4f) written to %s", chosen, holdout_map, path)
-    return path
+    with FolderLock(config.out_dir):  # one run per run folder (the CLI has taken it already, maybe waiting)
+        remove_stale_temporaries(Path(config.out_dir), recursive=True)  # left by a killed run
+        trainer = Trainer(config, train_set, holdout)
+        trainer.run()
+        chosen, holdout_map = select_snapshots(config, trainer.history, holdout)
+        out_dir = Path(config.out_dir)
+        weights = [load_snapshot(out_dir, it) for it in chosen]
+        info = {
+            "train_config": dataclasses.asdict(config) | {"progress": None},
+            "snapshot_iterations": chosen,
+            "holdout_mAP": holdout_map if np.isfinite(holdout_map) else None,  # strict JSON
+            "num_train_clips": len(train_set),
+            "num_holdout_clips": 0 if holdout is None else len(holdout),
+            "train_counts": train_set.class_counts().tolist(),
+        }
+        member = config.model_config(data.num_classes)
+        path = save_head(out_dir / "head.npz", [member] * len(chosen), weights, data.class_names,
+                         name=out_dir.name, info=info)
+        logger.info("head from iterations %s (held-out mAP %.4f) written to %s", chosen, holdout_map, path)
+        return path
 
 
 def train(config: TrainConfig) -> Path:

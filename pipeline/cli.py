@@ -1,5 +1,5 @@
 """The `audiotag` command line: tag, extract, beam-extract, beam-tag, train, evaluate, pack-features,
-download-models, info.
+export, download-models, info.
 
 Exit status: 0 success; 1 an error (bad option value, unreadable checkpoint, missing input...), reported as
 one line on stderr; 2 a command-line usage error; 3 the run finished but some input files failed (listed
@@ -17,6 +17,8 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+from safeio.oserrors import describe_os_error, is_environment_error
 
 logger = logging.getLogger("audiotag")
 
@@ -38,12 +40,13 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
     from classifier.readers import ReaderError
     from classifier.train import TrainError
     from pipeline.errors import PipelineError
+    from safeio.lock import FolderBusyError
     from vggish import AudioFileError, CheckpointError, PCAParamsError
     from vggish.download import DownloadError
 
     return (UserError, PipelineError, AudioFileError, CheckpointError, PCAParamsError, DownloadError,
-            LabelsError, ReaderError, HeadError, TrainError, FileNotFoundError, PermissionError,
-            IsADirectoryError, NotADirectoryError)
+            LabelsError, ReaderError, HeadError, TrainError, FolderBusyError, FileNotFoundError,
+            PermissionError, IsADirectoryError, NotADirectoryError)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -55,8 +58,8 @@ def _one_line(exc: BaseException) -> str:
             f"{problem} (URL {url}; download it by hand and pass --vggish-checkpoint PATH or set "
             "AUDIOTAG_VGGISH_CHECKPOINT)"
         )
-    if isinstance(exc, OSError) and exc.filename is not None:
-        return f"{exc.filename}: {exc.strerror or exc}"
+    if isinstance(exc, OSError) and (exc.filename is not None or is_environment_error(exc)):
+        return describe_os_error(exc)
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
@@ -98,9 +101,12 @@ def _tagger(args: argparse.Namespace):
 
 
 def cmd_tag(args: argparse.Namespace) -> int:
+    from concurrent.futures import ThreadPoolExecutor
+
     import vggish
     from pipeline.audio_input import open_input
     from pipeline.formatting import RENDERERS, to_audacity
+    from pipeline.tagger import file_examples
     from safeio.atomic import atomic_output
 
     if args.top_k < 1:
@@ -116,15 +122,22 @@ def cmd_tag(args: argparse.Namespace) -> int:
     if audacity and args.output is None and len(args.files) > 1:
         raise UserError("--format audacity with several files needs --output OUT.txt (writes OUT-<file>.txt)")
     keep_examples = args.plot is not None or args.html is not None
-    tagger = _tagger(args)
+    # The first file's front end (decode, resample, log-mel) runs while TensorFlow imports and loads VGGish
+    # (not standard input: it is read once, by the loop below).
+    with ThreadPoolExecutor(1, thread_name_prefix="first-file") as pool:
+        first = pool.submit(file_examples, args.files[0]) if args.files[0] != "-" else None
+        tagger = _tagger(args)
     results, failed = [], 0
     try:
-        for path in args.files:
+        for i, path in enumerate(args.files):
             try:
                 if path == "-":
                     from pipeline.stream import tag_whole
 
                     result = tag_whole(tagger, open_input(path, raw), keep_examples=keep_examples)
+                elif i == 0 and first is not None:
+                    emb = tagger.embed_examples(*first.result(), keep_examples=keep_examples)
+                    result = tagger.score(emb, source=path)
                 else:
                     result = tagger.tag(path, keep_examples=keep_examples)
             except (vggish.AudioFileError, OSError) as exc:
@@ -209,11 +222,8 @@ def _labels_for_tfrecord(path: Path, clip_ids: Sequence[str]) -> dict[str, list[
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
-    import vggish
-    from pipeline import frontend
-    from pipeline.extract import ExtractOptions, default_cnn_threads, extract
     from pipeline.inputs import collect_inputs
-    from vggish.checkpoint import checkpoint_status
+    from safeio.lock import FolderLock
 
     inputs = collect_inputs(args.inputs)
     if not inputs:
@@ -224,6 +234,18 @@ def cmd_extract(args: argparse.Namespace) -> int:
             raise UserError("--labels fills the `labels` field of TFRecords and Parquet; it needs "
                             "--format tfrecord or parquet")
         labels = _labels_for_tfrecord(args.labels, [item.clip_id for item in inputs])
+    if args.output.exists() and not args.output.is_dir():
+        raise UserError(f"{args.output}: exists and is not a folder")
+    with FolderLock(args.output, wait=args.wait):  # refused at once, before the model is loaded
+        return _run_extract(args, inputs, labels)
+
+
+def _run_extract(args: argparse.Namespace, inputs: Sequence, labels: dict[str, list[int]] | None) -> int:
+    import vggish
+    from pipeline import frontend
+    from pipeline.extract import ExtractOptions, default_cnn_threads, extract
+    from vggish.checkpoint import checkpoint_status
+
     checkpoint = _checkpoint(args)
     frontend.prestart()  # the workers' warm-up overlaps loading the model
     options = ExtractOptions(
@@ -234,6 +256,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
         files_per_shard=args.files_per_shard,
         labels=labels,
         progress=not args.no_progress and sys.stderr.isatty(),
+        wait=args.wait,
     )
     if args.workers is not None:
         options.workers = args.workers
@@ -289,6 +312,29 @@ def cmd_pack_features(args: argparse.Namespace) -> int:
 
     pack_features(features_source(args.source), args.dest, labels_csv=args.labels)
     print(f"audiotag pack-features: wrote {args.dest}", file=sys.stderr)
+    return EXIT_OK
+
+
+# --- export ---------------------------------------------------------------------------------------
+def cmd_export(args: argparse.Namespace) -> int:
+    from pipeline import export
+
+    out = args.out_dir
+    targets = {"savedmodel": [export.SAVEDMODEL_DIRNAME], "tflite": [export.TFLITE_DIRNAME],
+               "all": [export.SAVEDMODEL_DIRNAME, export.TFLITE_DIRNAME]}[args.format]
+    for name in targets:  # before the slow part: refuse a used folder at once
+        export.check_destination(out / name)
+    module = export.build_module(_checkpoint(args), args.head, window_hop=args.window_hop,
+                                 allow_synthetic=args.allow_synthetic)
+    if export.SAVEDMODEL_DIRNAME in targets:
+        path = export.export_savedmodel(out / export.SAVEDMODEL_DIRNAME, module)
+        print(f"audiotag export: SavedModel -> {path}", file=sys.stderr)
+    if export.TFLITE_DIRNAME in targets:
+        path = export.export_tflite(out / export.TFLITE_DIRNAME, module, int8=args.tflite_int8)
+        print(f"audiotag export: TF-Lite -> {path.parent}", file=sys.stderr)
+    if module.info.synthetic:
+        print("audiotag export: the export is from a SYNTHETIC checkpoint and is marked synthetic",
+              file=sys.stderr)
     return EXIT_OK
 
 
@@ -412,6 +458,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_tag)
 
+    from pipeline.training import add_evaluate_arguments, add_train_arguments, add_wait_argument
+
     p = sub.add_parser(
         "listen",
         parents=[common],
@@ -458,6 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="TensorFlow threads for the CNN (default: one per core)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_wait_argument(p)
     p.set_defaults(func=cmd_extract)
 
     from pipeline.beam.cli import add_beam_extract_arguments, add_beam_tag_arguments
@@ -484,8 +533,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_beam_tag_arguments(p)
     p.set_defaults(func=cmd_beam_tag)
-
-    from pipeline.training import add_evaluate_arguments, add_train_arguments
 
     p = sub.add_parser(
         "train",
@@ -516,6 +563,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dest", type=Path, metavar="DEST")
     p.add_argument("--labels", type=Path, metavar="CSV", help="labels CSV for sources without labels")
     p.set_defaults(func=cmd_pack_features)
+
+    p = sub.add_parser(
+        "export",
+        parents=[common],
+        help="export the tagger as a SavedModel (TF Serving) and/or TF-Lite model",
+        description="Write the whole tagger (16 kHz waveform -> log-mel -> VGGish -> head -> scores) as one "
+        "TensorFlow graph: OUT_DIR/savedmodel and/or OUT_DIR/tflite (each must be new or empty).",
+    )
+    p.add_argument("out_dir", type=Path, metavar="OUT_DIR")
+    p.add_argument(
+        "--head", default=None, metavar="NAME|PATH", help="classifier head (default: the shipped one)"
+    )
+    p.add_argument("--format", choices=("savedmodel", "tflite", "all"), default="savedmodel")
+    p.add_argument(
+        "--window-hop",
+        type=_positive_int,
+        default=1,
+        metavar="PATCHES",
+        help="hop of the 10-patch window over long inputs, as in `tag` (default 1)",
+    )
+    p.add_argument(
+        "--allow-synthetic",
+        action="store_true",
+        help="export even a SYNTHETIC checkpoint (tests only); the export is then marked synthetic",
+    )
+    p.add_argument("--tflite-int8", action="store_true", help="also a dynamic-range int8 TF-Lite model")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser(
         "download-models",
@@ -565,7 +639,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return EXIT_INTERRUPTED
     except Exception as exc:
-        if isinstance(exc, _user_error_types()):
+        if isinstance(exc, _user_error_types()) or is_environment_error(exc):
             logger.debug("details", exc_info=True)
             print(f"audiotag: error: {_one_line(exc)}", file=sys.stderr)
             return EXIT_ERROR

@@ -1,8 +1,12 @@
-"""The errors report of `audiotag extract`: `OUT/errors.tsv`, one line per file that could not be processed.
+r"""The errors report of `audiotag extract`: `OUT/errors.tsv`, one line per file that could not be processed.
 
 Columns: `path`, `clip_id`, `reason` (tab-separated, with a header line). Lines are appended and fsynced as
 failures happen, so the report survives a crash. A failed file is final for its output folder: a rerun
 does not try it again; delete its line (or the whole file) to retry it.
+
+Any file name fits on its line: in `path` and `clip_id` a backslash, tab, CR or newline is written `\\`,
+`\t`, `\r`, `\n`, and a byte that is not UTF-8 `\xNN` (safeio.names.escape_field), so every name reads
+back exactly and a rerun recognises it.
 """
 
 from __future__ import annotations
@@ -11,26 +15,24 @@ import os
 from pathlib import Path
 
 from safeio.atomic import atomic_write_text
+from safeio.names import escape_field, one_line, unescape_field
+from safeio.oserrors import errors_naming
 
 ERRORS_NAME = "errors.tsv"
 HEADER = "path\tclip_id\treason\n"
 
 
-def _clean(text: str) -> str:
-    return " ".join(str(text).split())
-
-
 def format_error_line(path: str | os.PathLike[str], clip_id: str, reason: str) -> str:
-    """One report line (without the newline): path, clip id and reason, tab-separated, each on one line."""
-    return f"{_clean(str(path))}\t{_clean(clip_id)}\t{_clean(reason)}"
+    """One report line (without the newline): path and clip id escaped, the reason on one line."""
+    return f"{escape_field(path)}\t{escape_field(clip_id)}\t{one_line(reason)}"
 
 
 def parse_error_line(line: str) -> tuple[str, str, str] | None:
-    """(path, clip_id, reason) of a report line; None for the header or a malformed line."""
+    """(path, clip_id, reason) of a report line, names unescaped; None for the header or a malformed line."""
     fields = line.rstrip("\n").split("\t")
     if len(fields) != 3 or line.rstrip("\n") == HEADER.rstrip("\n"):
         return None
-    return fields[0], fields[1], fields[2]
+    return unescape_field(fields[0]), unescape_field(fields[1]), fields[2]
 
 
 class ErrorLog:
@@ -40,7 +42,7 @@ class ErrorLog:
         self.path = out_dir / ERRORS_NAME
         self.failed: dict[str, str] = {}
         if self.path.is_file():
-            text = self.path.read_text(encoding="utf-8")
+            text = self.path.read_text(encoding="utf-8", errors="surrogateescape")
             complete = text[: text.rfind("\n") + 1]  # drop a line cut short by a crash
             lines = complete.splitlines()[1:]
             for line in lines:
@@ -53,10 +55,11 @@ class ErrorLog:
     def add(self, path: str | os.PathLike[str], clip_id: str, reason: str) -> None:
         """Record one failed file (durable when this returns)."""
         new = not self.path.is_file()
-        with open(self.path, "a", encoding="utf-8") as f:
+        line = format_error_line(path, clip_id, reason) + "\n"
+        with errors_naming(self.path), open(self.path, "a", encoding="utf-8", errors="surrogateescape") as f:
             if new:
                 f.write(HEADER)
-            f.write(format_error_line(path, clip_id, reason) + "\n")
+            f.write(line)
             f.flush()
             os.fsync(f.fileno())
         self.failed[clip_id] = reason

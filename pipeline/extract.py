@@ -37,6 +37,8 @@ from pipeline.errors import PipelineError
 from pipeline.inputs import AudioInput
 from pipeline.writers import FORMATS, STATE_DIR, ClipEmbeddings, Writer, open_writer, remove_stale_temporaries
 from safeio.atomic import atomic_write_text
+from safeio.lock import FolderLock
+from safeio.names import one_line
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +72,8 @@ class ExtractOptions:
     """Settings of one extraction run.
 
     batch_size: CNN batch in patches; files_per_shard: clips per TFRecord shard; labels: AudioSet class
-    indices per clip id (TFRecord `labels`); hop_seconds: patch hop.
+    indices per clip id (TFRecord `labels`); hop_seconds: patch hop; wait: when another run holds the
+    output folder, wait for it instead of raising safeio.lock.FolderBusyError.
     """
 
     out_dir: Path
@@ -82,6 +85,7 @@ class ExtractOptions:
     hop_seconds: float = 0.96
     labels: Mapping[str, Sequence[int]] | None = None
     progress: bool = True
+    wait: bool = False
 
 
 @dataclass
@@ -202,7 +206,8 @@ class _Extraction:
             daemon=True,
             name=f"audiotag-frontend-{worker}",
         )
-        process.start()
+        with frontend.worker_environment():
+            process.start()
         self.processes[worker] = process
         self.current[worker] = None
 
@@ -273,7 +278,7 @@ class _Extraction:
         self.errors.add(item.path, item.clip_id, reason)
         self.writer.skip(item.clip_id)
         self.report.failed += 1
-        logger.warning("skipped %s", reason)
+        logger.warning("skipped %s", one_line(reason))
         self._advance()
 
     def _maybe_finish(self, index: int) -> None:
@@ -408,8 +413,10 @@ def extract(
 ) -> ExtractReport:
     """Embed every input not yet finished in `options.out_dir`; returns counts (see ExtractReport).
 
-    `model` is a loaded vggish.VGGish. Raises PipelineError for a folder made with other settings; a
-    KeyboardInterrupt leaves every finished output durable (rerun to complete the rest). Worker processes
+    `model` is a loaded vggish.VGGish. Only one run at a time may use an output folder (safeio.lock:
+    FolderBusyError, or waiting with `options.wait`). Raises PipelineError for a folder made with other
+    settings; a KeyboardInterrupt leaves every finished output durable (rerun to complete the rest). Worker
+    processes
     are started with forkserver/spawn, which import the caller's main module: a script calling this must
     guard its entry point with `if __name__ == "__main__":`.
     """
@@ -421,7 +428,17 @@ def extract(
     out_dir = options.out_dir
     if out_dir.exists() and not out_dir.is_dir():
         raise PipelineError(f"{out_dir}: exists and is not a folder")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with FolderLock(out_dir, wait=options.wait):
+        report = _extract_locked(inputs, model, options, checkpoint_status)
+    report.wall_seconds = time.monotonic() - started
+    return report
+
+
+def _extract_locked(
+    inputs: Sequence[AudioInput], model: Any, options: ExtractOptions, checkpoint_status: str
+) -> ExtractReport:
+    """extract() while holding the output folder's lock: no other run writes there meanwhile."""
+    out_dir = options.out_dir
     clip_ids = [item.clip_id for item in inputs]
     _check_manifest(options, clip_ids)
     remove_stale_temporaries(out_dir)
@@ -440,11 +457,11 @@ def extract(
     report = ExtractReport(total=len(inputs), errors_path=errors.path)
     todo = []
     for item in inputs:
-        if item.clip_id in finished:
-            report.skipped += 1
-        elif item.clip_id in errors.failed:
+        if item.clip_id in errors.failed:  # first: a TFRecord shard also counts its failed clips as finished
             report.failed_before += 1
             writer.skip(item.clip_id)
+        elif item.clip_id in finished:
+            report.skipped += 1
         else:
             todo.append(item)
     if report.skipped or report.failed_before:
@@ -469,5 +486,4 @@ def extract(
         writer.finalize()
     finally:
         writer.close()
-        report.wall_seconds = time.monotonic() - started
     return report

@@ -11,6 +11,7 @@ pid: the worker's direct parent is the forkserver), and then the forkserver exit
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing as mp
 import os
@@ -18,6 +19,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -28,7 +30,7 @@ _POLL_SECONDS = 1.0
 def mp_context() -> Any:
     """`forkserver` where available (Linux, macOS), else `spawn`: both start workers without TensorFlow.
 
-    The forkserver preloads pipeline._warmup (front end imported, numba kernels compiled) before forking.
+    The forkserver preloads pipeline._warmup (front end imported, resampler tables built) before forking.
     """
     if sys.platform != "win32" and "forkserver" in mp.get_all_start_methods():
         context = mp.get_context("forkserver")
@@ -37,14 +39,37 @@ def mp_context() -> Any:
     return mp.get_context("spawn")
 
 
+# Each worker gets one BLAS thread: there is a worker per core already, and BLAS threads of several
+# processes competing for the same cores made the resampler's matrix products several times slower.
+_WORKER_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@contextlib.contextmanager
+def worker_environment() -> Iterator[None]:
+    """While active, processes started (the forkserver, spawned workers) get one BLAS thread each, unless
+    the user set these variables; this process's environment is restored afterwards."""
+    saved = {name: os.environ.get(name) for name in _WORKER_THREAD_VARIABLES}
+    for name in _WORKER_THREAD_VARIABLES:
+        os.environ.setdefault(name, "1")
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def prestart() -> None:
-    """Start the forkserver now, so that its warm-up (imports, numba compilation) overlaps other work such
+    """Start the forkserver now, so that its warm-up (imports, resampler tables) overlaps other work such
     as loading the VGGish checkpoint. Workers started later fork from it at once."""
     context = mp_context()
     if context.get_start_method() == "forkserver":
         from multiprocessing import forkserver
 
-        forkserver.ensure_running()
+        with worker_environment():
+            forkserver.ensure_running()
 
 
 def _alive(pid: int) -> bool:

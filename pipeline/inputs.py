@@ -4,17 +4,21 @@ An INPUT is an audio file, a directory (searched recursively for AUDIO_EXTENSION
 (LIST_EXTENSIONS: one path per line, blank lines and `#` comments skipped, relative paths relative to the
 list file). Each file's clip id (`video_id` in the outputs) is its path relative to its input root: the
 directory for a directory, the file's folder for a single file, the list file's folder for a list entry
-(an entry outside that folder keeps its absolute path, without the leading `/`).
+(an entry outside that folder keeps its absolute path, without the leading `/`). Clip ids are valid UTF-8
+text: a byte of a file name that is not UTF-8 appears in its clip id as `\\xNN` (the file itself is read
+under its real name).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from pipeline.errors import PipelineError
+from safeio.names import printable_name
 
 AUDIO_EXTENSIONS = frozenset(
     {
@@ -55,9 +59,9 @@ def _relative_id(path: Path, root: Path) -> str:
     """`path` relative to `root` as a POSIX string; absolute (without the leading `/`) when outside root."""
     absolute = Path(os.path.abspath(path))
     try:
-        return absolute.relative_to(os.path.abspath(root)).as_posix()
+        return printable_name(absolute.relative_to(os.path.abspath(root)).as_posix())
     except ValueError:
-        return PurePosixPath(absolute.as_posix()).relative_to("/").as_posix()
+        return printable_name(PurePosixPath(absolute.as_posix()).relative_to("/").as_posix())
 
 
 def _walk_directory(root: Path) -> list[AudioInput]:
@@ -73,8 +77,8 @@ def _walk_directory(root: Path) -> list[AudioInput]:
 
 def _read_list(list_file: Path) -> list[AudioInput]:
     try:
-        lines = list_file.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
+        lines = list_file.read_text(encoding="utf-8", errors="surrogateescape").splitlines()
+    except OSError as exc:
         raise PipelineError(f"{list_file}: cannot read the list of audio files: {exc}") from exc
     root = list_file.parent
     found = []
@@ -85,6 +89,20 @@ def _read_list(list_file: Path) -> list[AudioInput]:
         path = Path(entry) if Path(entry).is_absolute() else root / entry
         found.append(AudioInput(path, _relative_id(path, root)))
     return found
+
+
+def _missing_reason(path: Path) -> str:
+    """Why `path`, which does not exist as far as Path.exists() can tell, cannot be used."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symbolic link loop (too many levels of symbolic links)"
+        if path.is_symlink():
+            return "broken symbolic link (its target does not exist)"
+        if exc.errno != errno.ENOENT:
+            return exc.strerror or str(exc)
+    return "no such file or directory"
 
 
 def collect_inputs(arguments: Iterable[str | os.PathLike[str]]) -> list[AudioInput]:
@@ -102,9 +120,9 @@ def collect_inputs(arguments: Iterable[str | os.PathLike[str]]) -> list[AudioInp
         elif path.is_file() and is_list_file(path):
             inputs.extend(_read_list(path))
         elif path.exists():
-            inputs.append(AudioInput(path, path.name))
+            inputs.append(AudioInput(path, printable_name(path.name)))
         else:
-            raise PipelineError(f"{path}: no such file or directory")
+            raise PipelineError(f"{printable_name(path)}: {_missing_reason(path)}")
     unique: list[AudioInput] = []
     seen: dict[str, Path] = {}
     for item in inputs:

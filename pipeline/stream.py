@@ -27,12 +27,16 @@ of 10 patches, the tracker's per-class state and the front end's buffers are kep
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import logging
-from collections.abc import Iterable
+import signal
+import threading
+from collections.abc import Iterable, Iterator
 from typing import Any, TextIO
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from classifier.events import Event, EventTracker
 from pipeline.audio_input import AudioStream
@@ -73,15 +77,14 @@ class StreamTagger:
         self._started: set[int] = set()  # view columns whose open event has been reported
 
     def warm_up(self) -> None:
-        """CNN and head calls on silence, so that the first real patches are not slowed down by TensorFlow's
-        one-off set-up: two batch shapes each, after which the head's functions are traced for any shape
-        (tf.function's reduce_retracing), and the CNN has met batches of 1 and 2 patches."""
+        """CNN calls on silence (batches of 1 and 2 patches), so that the first real patches are not slowed
+        down by TensorFlow's one-off set-up of the session run; then one head call (numpy: nothing to trace,
+        it only makes the first patch pay no lazy imports)."""
         silence = np.zeros((2, params.NUM_FRAMES, params.NUM_BANDS), np.float32)
-        vggish_model, head = self.tagger.vggish, self.tagger.head
+        vggish_model = self.tagger.vggish
         embedding = vggish_model.postprocess(vggish_model.embed(silence))
         vggish_model.embed(silence[:1])
-        head.predict_timeline([embedding[:1]])
-        head.predict_timeline([embedding, embedding[:1]])
+        self.tagger.head.predict_timeline([embedding[:1]])
 
     def push(self, examples: np.ndarray) -> list[dict[str, Any]]:
         """Embed and score the next patches (log-mel examples float32 [n, 96, 64]); their records."""
@@ -189,13 +192,56 @@ def write_records(out: TextIO, records: Iterable[dict[str, Any]]) -> None:
     out.flush()
 
 
+class _DeferredInterrupt:
+    """Ctrl-C (SIGINT) raises KeyboardInterrupt at once while the input is awaited, but waits while a block's
+    patches are scored and written (`busy`): every patch counted in the `end` line then has its line. Active
+    only in the main thread with Python's default SIGINT handler in place (signals go to the main thread)."""
+
+    def __init__(self) -> None:
+        self._busy = False
+        self._pending = False
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self._busy:
+            self._pending = True
+        else:
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        if (threading.current_thread() is not threading.main_thread()
+                or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+            yield
+            return
+        previous = signal.signal(signal.SIGINT, self._handle)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    @contextlib.contextmanager
+    def busy(self) -> Iterator[None]:
+        self._busy = True
+        try:
+            yield
+        finally:
+            self._busy = False
+        if self._pending:
+            raise KeyboardInterrupt
+
+
 def run_stream(stream_tagger: StreamTagger, audio: AudioStream, out: TextIO) -> bool:
     """Tag `audio` to the end, writing records as they come; returns True when interrupted (Ctrl-C), after
-    closing the events and writing the `end` line."""
+    closing the events and writing the `end` line (a Ctrl-C during a block's scoring waits for its lines)."""
     interrupted = False
+    guard = _DeferredInterrupt()
     try:
-        for examples in iter_block_examples(audio, audio.sample_rate, audio.label):
-            write_records(out, stream_tagger.push(examples))
+        # The numpy head scores one window at a time: tiny products that BLAS threads only slow down, and
+        # they would spin against TensorFlow's pool (on a busy machine the stream fell seconds behind).
+        with guard.installed(), threadpool_limits(limits=1, user_api="blas"):
+            for examples in iter_block_examples(audio, audio.sample_rate, audio.label):
+                with guard.busy():
+                    write_records(out, stream_tagger.push(examples))
     except KeyboardInterrupt:
         interrupted = True
     write_records(out, stream_tagger.finish(audio.seconds, interrupted))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -171,11 +172,17 @@ class Tagger:
         self.window_hop = window_hop
         self.min_score = float(min_score)
         self.checkpoint = resolve_checkpoint(checkpoint, download=download)
-        self.head = load_head(head)
-        self.mids, self.names = class_table(self.head)
-        self.view = LabelView(self.mids, self.names, rollup=rollup, classes=classes, exclude=exclude)
-        self.event_rules = view_rules(EventRules.from_head(self.head), self.view)
-        self.vggish = vggish.VGGish(self.checkpoint, intra_op_threads=intra_op_threads)
+        # The head (numpy) loads in a thread while TensorFlow imports and restores VGGish.
+        with ThreadPoolExecutor(1, thread_name_prefix="load-head") as pool:
+            loading = pool.submit(_load_head_and_classes, head)
+            self.vggish = vggish.VGGish(self.checkpoint, intra_op_threads=intra_op_threads)
+            try:
+                self.head, (self.mids, self.names) = loading.result()
+                self.view = LabelView(self.mids, self.names, rollup=rollup, classes=classes, exclude=exclude)
+                self.event_rules = view_rules(EventRules.from_head(self.head), self.view)
+            except BaseException:
+                self.vggish.close()
+                raise
 
     def close(self) -> None:
         """Release the VGGish session."""
@@ -199,26 +206,30 @@ class Tagger:
         import vggish
         from pipeline.frontend import audio_duration
 
-        examples = None
         if isinstance(source, np.ndarray):
             if sample_rate is None:
                 raise ValueError("a waveform needs its sample_rate")
             examples = vggish.waveform_to_examples(source, sample_rate)
-            duration = source.shape[0] / float(sample_rate)
-        elif keep_examples:
-            blocks = list(vggish.iter_file_examples(source))
-            examples = np.concatenate(blocks) if blocks else np.zeros((0, 96, 64), np.float32)
-            duration = audio_duration(os.fspath(source))
-        else:
-            raw, starts = self.vggish.embed_file(source, batch_size=batch_size)
-            duration = audio_duration(os.fspath(source))
-        if examples is not None:
-            raw = self.vggish.embed(examples, batch_size=batch_size)
-            starts = vggish.example_start_times(len(raw))
+            return self.embed_examples(examples, source.shape[0] / float(sample_rate),
+                                       keep_examples=keep_examples, batch_size=batch_size)
+        if keep_examples:
+            return self.embed_examples(*file_examples(source), keep_examples=True, batch_size=batch_size)
+        raw, starts = self.vggish.embed_file(source, batch_size=batch_size)
+        return Embeddings(raw=raw, embedding=self.vggish.postprocess(raw),
+                          starts=np.asarray(starts, np.float64), duration=audio_duration(os.fspath(source)))
+
+    def embed_examples(
+        self, examples: np.ndarray, duration: float, *, keep_examples: bool = False, batch_size: int = 64
+    ) -> Embeddings:
+        """VGGish embeddings of log-mel examples float32 [N, 96, 64] (e.g. from :func:`file_examples`) of a
+        clip lasting `duration` seconds."""
+        import vggish
+
+        raw = self.vggish.embed(examples, batch_size=batch_size)
         return Embeddings(
             raw=raw,
             embedding=self.vggish.postprocess(raw),
-            starts=np.asarray(starts, np.float64),
+            starts=np.asarray(vggish.example_start_times(len(raw)), np.float64),
             duration=float(duration),
             examples=examples if keep_examples else None,
         )
@@ -303,6 +314,22 @@ def view_rules(rules: EventRules, view: LabelView) -> EventRules:
         offset.append(float(np.median(rules.offset[cols])))
     return EventRules(np.asarray(onset, np.float32), np.minimum(offset, onset).astype(np.float32),
                       rules.min_duration, rules.merge_gap)
+
+
+def file_examples(path: str | os.PathLike[str]) -> tuple[np.ndarray, float]:
+    """The front end alone (no model needed): log-mel examples float32 [N, 96, 64] of an audio file, streamed
+    block by block as VGGish.embed_file does, and its duration in seconds. Raises vggish.AudioFileError."""
+    import vggish
+    from pipeline.frontend import audio_duration
+
+    blocks = list(vggish.iter_file_examples(path))
+    examples = np.concatenate(blocks) if blocks else np.zeros((0, 96, 64), np.float32)
+    return examples, audio_duration(os.fspath(path))
+
+
+def _load_head_and_classes(head: Any) -> tuple[Any, tuple[list[str], list[str]]]:
+    loaded = load_head(head)
+    return loaded, class_table(loaded)
 
 
 def load_head(head: Any = None) -> Any:

@@ -14,11 +14,11 @@ import json
 import sys
 from pathlib import Path
 
-from pipeline.writers import HDF5_NAME
-
 
 def features_source(path: str | Path) -> str:
     """What the readers should open for FEATURES: an extract folder's embeddings.h5, else FEATURES itself."""
+    from pipeline.writers import HDF5_NAME  # here: building the CLI's parser must not import the writers
+
     candidate = Path(path)
     if candidate.is_dir() and (candidate / HDF5_NAME).is_file():
         return str(candidate / HDF5_NAME)
@@ -76,6 +76,16 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--no-progress", action="store_true")
+    add_wait_argument(parser)
+
+
+def add_wait_argument(parser: argparse.ArgumentParser) -> None:
+    """`--wait`: when another run uses the output folder, wait for it instead of stopping at once."""
+    parser.add_argument(
+        "--wait",
+        action="store_true",
+        help="if another audiotag run is using the output folder, wait for it to finish (default: stop)",
+    )
 
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -127,33 +137,50 @@ def _overrides(args: argparse.Namespace) -> dict[str, object]:
 def train_command(args: argparse.Namespace) -> int:
     """With --labels: classifier.retrain (the CSV's own label set, held-out report). Without: classifier.train
     on the labels stored in FEATURES (the AudioSet release). Prints the head's path (and held-out metrics)."""
+    from safeio.lock import FolderLock
+
     source = features_source(args.features)
-    if args.labels is not None:
-        from classifier.retrain import retrain
+    with FolderLock(args.output, wait=args.wait):  # refused at once, before the features are loaded
+        if args.labels is not None:
+            from classifier.retrain import retrain
 
-        result = retrain(source, args.labels, args.output, **_overrides(args))
-        summary: dict[str, object] = {"head": str(result.head_path)}
-        if result.metrics is not None:
-            summary.update(_metrics_summary(result.metrics), report=str(result.report_dir))
-        print(json.dumps(summary, indent=2))
-        return 0
-    from classifier.train import TrainConfig, train
+            result = retrain(source, args.labels, args.output, **_overrides(args))
+            summary: dict[str, object] = {"head": str(result.head_path)}
+            if result.metrics is not None:
+                summary.update(_metrics_summary(result.metrics), report=str(result.report_dir))
+            else:
+                summary["notes"] = ["no held-out part (too few clips, or --holdout-fraction 0): no report"]
+            _print_json(summary)
+            return 0
+        from classifier.train import TrainConfig, train
 
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    settings = {"train_data": source, "out_dir": str(args.output), **_overrides(args)}
-    head_path = train(TrainConfig(**{k: v for k, v in settings.items() if k in known}))
-    print(json.dumps({"head": str(head_path)}, indent=2))
+        known = {f.name for f in dataclasses.fields(TrainConfig)}
+        settings = {"train_data": source, "out_dir": str(args.output), **_overrides(args)}
+        head_path = train(TrainConfig(**{k: v for k, v in settings.items() if k in known}))
+    _print_json({"head": str(head_path)})
     return 0
 
 
+def _print_json(summary: dict[str, object]) -> None:
+    """Strict JSON on stdout (no NaN or Infinity: json_safe turns them into null)."""
+    from classifier.report import json_safe
+
+    print(json.dumps(json_safe(summary), indent=2, allow_nan=False))
+
+
 def _metrics_summary(metrics: object) -> dict[str, object]:
-    return {
+    """The scalar metrics (null where they cannot be computed) and notes saying why."""
+    summary: dict[str, object] = {
         "mAP": float(metrics.mAP),
         "mAUC": float(metrics.mAUC),
         "d_prime": float(metrics.d_prime),
         "classes_used": int(metrics.n_classes_used),
         "classes_excluded": int(metrics.n_classes_excluded),
     }
+    notes = metrics.notes()
+    if notes:
+        summary["notes"] = notes
+    return summary
 
 
 def evaluate_command(args: argparse.Namespace) -> int:
@@ -168,5 +195,5 @@ def evaluate_command(args: argparse.Namespace) -> int:
     )
     metrics = evaluate_head(head, clipset, args.output)
     summary = {**_metrics_summary(metrics), "clips": len(clipset), "report": str(args.output)}
-    print(json.dumps(summary, indent=2))
+    _print_json(summary)
     return 0

@@ -9,12 +9,15 @@ finished in an output folder, so an interrupted run resumes where it stopped:
   (pipeline.parquet).
 - hdf5: finished clips are saved in durable npz parts under `.audiotag/parts/`; at the end of a run the
   parts (and the previous `embeddings.h5`, when there is one) are merged into a new `embeddings.h5`, renamed
-  atomically, and the parts deleted.
+  atomically, and the parts deleted. The merge first checks that the disk has room for it, and runs in a
+  child process (safeio.isolated): a failed write is an OSError naming the file, never a crash, and the
+  parts stay for the rerun.
 - npz: `OUT/<clip id>.npz` per clip, written atomically; its existence means the clip is finished.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -24,7 +27,11 @@ from pathlib import Path
 import numpy as np
 
 from classifier.writers import sequence_example
+from pipeline.frontend import mp_context
 from safeio.atomic import atomic_output
+from safeio.atomic import remove_stale_temporaries as remove_temporaries_in
+from safeio.isolated import run_isolated
+from safeio.oserrors import check_free_space
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +39,7 @@ FORMATS = ("tfrecord", "hdf5", "npz", "parquet")
 STATE_DIR = ".audiotag"
 HDF5_NAME = "embeddings.h5"
 HDF5_FORMAT = "audiotag-embeddings-v1"
+MERGE_SPACE_MARGIN_BYTES = 1 << 20  # HDF5 metadata and partly filled chunks
 
 
 @dataclass
@@ -71,6 +79,10 @@ class Writer:
 
     def finalize(self) -> None:
         """Build the final output after a complete run (HDF5 merge); no-op for the other formats."""
+
+
+# TensorFlow's errors of a failed file write, as the OS error behind them.
+_TF_ERRNOS = {"ResourceExhaustedError": errno.ENOSPC, "PermissionDeniedError": errno.EACCES}
 
 
 def shard_name(index: int, count: int, suffix: str = ".tfrecord") -> str:
@@ -120,9 +132,13 @@ class TFRecordWriter(Writer):
         import tensorflow as tf
 
         records = sorted(self._records.pop(shard, []))
-        with atomic_output(self._path(shard)) as tmp, tf.io.TFRecordWriter(str(tmp)) as writer:
-            for _, record in records:
-                writer.write(record)
+        try:
+            with atomic_output(self._path(shard)) as tmp, tf.io.TFRecordWriter(str(tmp)) as writer:
+                for _, record in records:
+                    writer.write(record)
+        except tf.errors.OpError as exc:  # TensorFlow's own errors for what are OS errors
+            number = _TF_ERRNOS.get(type(exc).__name__, errno.EIO)
+            raise OSError(number, exc.message, str(self._path(shard))) from exc
         self._written.add(shard)
         logger.debug("wrote %s (%d clips)", self._path(shard), len(records))
 
@@ -259,16 +275,22 @@ class HDF5Writer(Writer):
         if not parts and self.final_path.is_file():
             return
         sources = ([self.final_path] if self.final_path.is_file() else []) + parts
-        _merge_hdf5(
-            sources,
-            self.final_path,
-            raw=self.raw,
-            attrs={
-                "format": HDF5_FORMAT,
-                "hop_seconds": self.hop_seconds,
-                "checkpoint_status": self.checkpoint_status,
-            },
-        )
+        attrs = {
+            "format": HDF5_FORMAT,
+            "hop_seconds": self.hop_seconds,
+            "checkpoint_status": self.checkpoint_status,
+        }
+        # The new file is about as large as its sources; the old one stays until the new one replaces it.
+        needed = int(sum(source.stat().st_size for source in sources) * 1.1) + MERGE_SPACE_MARGIN_BYTES
+        check_free_space(self.out_dir, needed, f"merging {len(sources)} files into {HDF5_NAME}")
+        # In a child process: HDF5 can crash its process when a write fails while it closes the file.
+        job = (sources, self.final_path, self.raw, attrs)
+        try:
+            run_isolated(mp_context(), _merge_job, job, path=self.final_path)
+        except OSError:
+            remove_temporaries_in(self.out_dir)  # the merge's temporary file, if its process died
+            check_free_space(self.out_dir, needed, f"merging {len(sources)} files into {HDF5_NAME}")
+            raise
         for part in parts:
             part.unlink()
 
@@ -297,6 +319,11 @@ def _read_source(path: Path, raw: bool, clips_per_chunk: int = 4096) -> Iterator
             if raw:
                 arrays["raw"] = f["raw"][rows]
             yield arrays
+
+
+def _merge_job(sources: list[Path], dest: Path, raw: bool, attrs: Mapping[str, object]) -> None:
+    """_merge_hdf5 with positional arguments (the target of the merge's child process)."""
+    _merge_hdf5(sources, dest, raw=raw, attrs=attrs)
 
 
 def _merge_hdf5(sources: Iterable[Path], dest: Path, *, raw: bool, attrs: Mapping[str, object]) -> None:
@@ -376,8 +403,7 @@ def open_writer(
 
 
 def remove_stale_temporaries(out_dir: Path) -> None:
-    """Delete temporary files left by a killed run in the output folder and the state folder."""
+    """Delete temporary files left by killed runs in the output folder and the state folder (never those
+    of a live process: safeio.atomic.remove_stale_temporaries)."""
     for folder in (out_dir, out_dir / STATE_DIR, out_dir / STATE_DIR / "parts"):
-        if folder.is_dir():
-            for tmp in folder.glob(".*.part"):
-                tmp.unlink(missing_ok=True)
+        remove_temporaries_in(folder)

@@ -11,10 +11,50 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from safeio.oserrors import errors_naming
+
+TEMP_SUFFIX = ".part"
+
 
 def temp_path_for(path: Path) -> Path:
-    """The temporary name used while `path` is being written (hidden, same folder, fixed per target)."""
-    return path.with_name(f".{path.name}.part")
+    """The temporary name used while `path` is being written: hidden, same folder, unique to this process
+    (`.NAME.PID.part`), so that two processes writing the same target never share a temporary file."""
+    return path.with_name(f".{path.name}.{os.getpid()}{TEMP_SUFFIX}")
+
+
+def _writer_pid(temporary: Path) -> int | None:
+    """The PID in a `.NAME.PID.part` name (None for a name without one, as older versions wrote)."""
+    stem = temporary.name[: -len(TEMP_SUFFIX)]
+    pid = stem.rsplit(".", 1)[-1]
+    return int(pid) if pid.isdigit() else None
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: Path, *, recursive: bool = False) -> int:
+    """Delete the temporary files (`.*.part`) in `folder` (and below it, with `recursive`) whose writer is
+    gone; returns how many. A temporary of a live process (another run, or this one) is never touched.
+    """
+    removed = 0
+    if not folder.is_dir():
+        return 0
+    for tmp in (folder.rglob if recursive else folder.glob)(f".*{TEMP_SUFFIX}"):
+        pid = _writer_pid(tmp)
+        if pid is not None and (pid == os.getpid() or _process_alive(pid)):
+            continue
+        if tmp.is_dir():
+            continue
+        tmp.unlink(missing_ok=True)
+        removed += 1
+    return removed
 
 
 def fsync_path(path: Path) -> None:
@@ -36,7 +76,8 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path to write; on success it becomes `path` durably and atomically.
 
     After a crash at any moment `path` is either absent (or its previous version) or complete; a stale
-    temporary file is simply overwritten by the next attempt.
+    temporary file is left for remove_stale_temporaries. An OSError that names no file (a failed write:
+    full disk...) is raised again naming `path`.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -46,8 +87,14 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
         fsync_path(tmp)
         os.replace(tmp, path)
         fsync_path(path.parent)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        with errors_naming(path):
+            raise exc
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
         raise
 
 

@@ -23,8 +23,10 @@ def test_report_files(tmp_path: Path) -> None:
     assert sorted(p.name for p in out.iterdir()) == sorted(REPORT_FILES)  # no temp files left
     assert m.mAP == pytest.approx(1.0) and m.n_classes_excluded == 1
     summary = json.loads((out / "summary.json").read_text())
+    notes = summary.pop("notes")  # what could not be computed, and why
     assert summary == {"mAP": 1.0, "mAUC": 1.0, "d_prime": None,
                        "n_classes_used": 2, "n_classes_excluded": 1, "n_clips": 4, "model": "x"}
+    assert "1 of 3 classes" in notes[0] and "d_prime is +infinity" in notes[1]
     with open(out / "per_class.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ["index", "mid", "name", "train_count", "n_eval_positives", "AP", "AUC"]

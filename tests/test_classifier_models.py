@@ -192,7 +192,7 @@ def test_head_file_keeps_frame_members_timeline_and_event_rules(tmp_path):
                 timeline={"gamma": 0.7}, event_rules=rules)
     clips = [np.random.default_rng(1).integers(0, 256, (6, 128)).astype(np.uint8)]
     back = load_head(head.save(tmp_path / "h.npz"))
-    assert back.timeline.gamma == 0.7 and back.event_rules == rules and len(back.frame_members) == 1
+    assert back.timeline.gamma == 0.7 and back.event_rules == rules and len(back.frame_member_configs) == 1
     # Clip scores use only the members; the frame member gives the raw timeline.
     inputs = {"x": clips[0][None].astype(np.float32), "mask": np.ones((1, 6), np.float32)}
     np.testing.assert_allclose(back.predict_clips(clips), _run(head.members[0], inputs["x"], inputs["mask"]),

@@ -382,3 +382,13 @@ def test_patches_waiting_for_the_cnn_stay_bounded(synthetic_checkpoint: Path, tm
     # 6 x 31 patches in all; what waits stays within a batch plus one block of the front end's stream.
     block_patches = math.ceil(DEFAULT_BLOCK_FRAMES / 16000 / 0.96) + 1
     assert max(waiting) <= options.batch_size + block_patches, max(waiting)
+
+
+def test_worker_processes_get_one_blas_thread_unless_the_user_chose(monkeypatch) -> None:
+    from pipeline.frontend import worker_environment
+
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    with worker_environment():
+        assert os.environ["OPENBLAS_NUM_THREADS"] == "1" and os.environ["OMP_NUM_THREADS"] == "3"
+    assert "OPENBLAS_NUM_THREADS" not in os.environ and os.environ["OMP_NUM_THREADS"] == "3"

@@ -44,6 +44,8 @@ def test_second_run_merges_the_previous_file_chunk_by_chunk(tmp_path: Path, monk
             yield chunk
 
     monkeypatch.setattr(writers, "_read_source", small_chunks)
+    # The merge normally runs in a child process (safeio.isolated); here in this one, to watch its reads.
+    monkeypatch.setattr(writers, "run_isolated", lambda context, target, args, **kwargs: target(*args))
     _write(tmp_path, [*later, first[2]])  # a repeated clip id is kept once
     assert chunk_sizes[:3] == [3, 3, 1]  # the previous file: 7 clips in chunks of 3
     with h5py.File(tmp_path / "embeddings.h5", "r") as f:

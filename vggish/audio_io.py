@@ -8,7 +8,10 @@ Every problem with a file raises AudioFileError naming the file.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,20 +39,47 @@ class AudioInfo:
 
 
 def _check_path(path: Path) -> None:
-    if not path.exists():
-        raise AudioFileError(path, "file not found")
-    if path.is_dir():
+    try:
+        info = path.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise AudioFileError(path, "symbolic link loop (too many levels of symbolic links)") from None
+        if path.is_symlink():
+            raise AudioFileError(path, "broken symbolic link (its target does not exist)") from None
+        if exc.errno == errno.ENOENT:
+            raise AudioFileError(path, "file not found") from None
+        raise AudioFileError(path, exc.strerror or str(exc)) from None
+    if stat.S_ISDIR(info.st_mode):
         raise AudioFileError(path, "is a directory, not an audio file")
+    if not stat.S_ISREG(info.st_mode):
+        raise AudioFileError(path, "not a regular file (a FIFO, socket or device), not an audio file")
     if not os.access(path, os.R_OK):
         raise AudioFileError(path, "permission denied")
-    if path.stat().st_size == 0:
+    if info.st_size == 0:
         raise AudioFileError(path, "file is empty (0 bytes)")
+
+
+def _soundfile(path: Path) -> sf.SoundFile:
+    """libsndfile takes UTF-8 names only: a name with other bytes is opened here, passed as a descriptor."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            return sf.SoundFile(fd, closefd=True)
+        except BaseException:
+            with contextlib.suppress(OSError):  # libsndfile may have closed it already
+                os.close(fd)
+            raise
+    return sf.SoundFile(str(path))
 
 
 def _open(path: Path) -> sf.SoundFile:
     _check_path(path)
     try:
-        handle = sf.SoundFile(str(path))
+        handle = _soundfile(path)
+    except OSError as exc:
+        raise AudioFileError(path, exc.strerror or str(exc)) from exc
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
         raise AudioFileError(path, f"not a readable audio file, or corrupt ({exc})") from exc
     if handle.channels < 1:

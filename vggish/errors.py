@@ -14,13 +14,19 @@ class AudioFileError(Exception):
         super().__init__(f"{self.path}: {problem}")
 
 
+CHECKPOINT_REMEDY = (
+    "use the released vggish_model.ckpt (`audiotag download-models` fetches and verifies it; or download it "
+    "by hand and pass --vggish-checkpoint PATH)"
+)
+
+
 class CheckpointError(Exception):
     """A VGGish checkpoint is missing, truncated, corrupt, or does not have the released layout."""
 
     def __init__(self, path: str | Path, problem: str) -> None:
         self.path = str(path)
         self.problem = problem
-        super().__init__(f"VGGish checkpoint {self.path}: {problem}")
+        super().__init__(f"VGGish checkpoint {self.path}: {problem}; {CHECKPOINT_REMEDY}")
 
 
 class PCAParamsError(Exception):

@@ -1,11 +1,18 @@
-"""Resampling to 16 kHz with resampy's default filter (kaiser_best), whole signals or streams of blocks.
+"""Resampling to 16 kHz exactly as resampy.resample(x, sr, 16000) (its default kaiser_best filter), whole
+signals or streams of blocks.
 
-The streaming resampler gives the same samples as one resampy.resample call over the whole signal
-(equal up to floating-point rounding of resampy's output time grid, ~1e-12): it resamples
-overlapping segments that start on the common sample grid of the two rates (multiples of
-sr_in / gcd(sr_in, 16000) input samples, so input and output samples line up exactly), keeps only
-outputs at least one filter half-width away from a segment edge that is not the signal's end, and
-ends with resampy's own output length, floor(n * 16000 / sr_in).
+For the rate pairs whose phase table is small enough (vggish.polyphase.MAX_TABLE_ENTRIES: every common
+rate, 8 to 192 kHz) resampy's per-phase taps are precomputed from its own filter table and applied as a
+BLAS matrix product (vggish.polyphase): equal to resampy to ~1e-15 plus the drift of resampy's float time
+grid (< 1e-11 on the 18-s test clips), ~10-20x faster, and without importing numba. Other ratios (e.g.
+44.099 kHz: 16,000 phases) call resampy itself.
+
+The streaming resampler gives the same samples as the whole-signal call: on the polyphase path it
+computes each output from global indices (equal to floating-point rounding, ~1e-15); on the resampy path
+it resamples overlapping segments that start on the common sample grid of the two rates (multiples of
+sr_in / gcd(sr_in, sr_out) input samples), keeping only outputs at least one filter half-width away from a
+segment edge that is not the signal's end (equal up to resampy's float time grid, ~1e-11). Both end
+with resampy's own output length, floor(n * sr_out / sr_in).
 """
 
 from __future__ import annotations
@@ -14,12 +21,10 @@ import math
 from collections.abc import Iterable, Iterator
 
 import numpy as np
-import resampy
-import resampy.filters
 
-from vggish import params
+from vggish import params, polyphase
 
-RESAMPY_FILTER = "kaiser_best"  # resampy's default, as the reference uses
+RESAMPY_FILTER = polyphase.FILTER_NAME  # resampy's default, as the reference uses
 
 
 def output_length(num_samples: int, sr_in: int, sr_out: int = params.SAMPLE_RATE) -> int:
@@ -35,16 +40,31 @@ def resample(samples: np.ndarray, sr_in: int, sr_out: int = params.SAMPLE_RATE) 
     samples = np.asarray(samples, dtype=np.float64)
     if sr_in == sr_out:
         return samples.copy()
-    if output_length(len(samples), sr_in, sr_out) < 1:
+    total = output_length(len(samples), sr_in, sr_out)
+    if total < 1:
         return np.zeros(0)
+    if polyphase.supported(sr_in, sr_out):
+        return polyphase.apply(polyphase.kernel(sr_in, sr_out), samples, 0, 0, total)
+    return _resampy(samples, sr_in, sr_out)
+
+
+def warm_up(rates: tuple[int, ...] = (44100, 48000), sr_out: int = params.SAMPLE_RATE) -> None:
+    """Build the phase tables of `rates` now (a few ms each), e.g. before forking worker processes."""
+    for rate in rates:
+        if polyphase.supported(rate, sr_out):
+            polyphase.kernel(rate, sr_out)
+
+
+def _resampy(samples: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+    """resampy.resample itself (imported only here: it imports numba and compiles its loop on first use)."""
+    import resampy
+
     return resampy.resample(samples, sr_in, sr_out, filter=RESAMPY_FILTER)
 
 
 def filter_half_width(sr_in: int, sr_out: int = params.SAMPLE_RATE) -> int:
     """Input samples on each side of an output sample that can influence it (plus a safety sample)."""
-    window, num_table, _ = resampy.filters.get_filter(RESAMPY_FILTER)
-    index_step = int(min(1.0, sr_out / sr_in) * num_table)
-    return len(window) // index_step + 2
+    return polyphase.make_filter(sr_in, sr_out).wing + 2
 
 
 def resample_stream(
@@ -58,6 +78,7 @@ def resample_stream(
     gcd = math.gcd(sr_in, sr_out)
     step_in, step_out = sr_in // gcd, sr_out // gcd
     margin = filter_half_width(sr_in, sr_out)
+    segment = _polyphase_segment if polyphase.supported(sr_in, sr_out) else _resampy_segment
     buffer = np.zeros(0)
     buffer_start = 0  # input index of buffer[0]; always a multiple of step_in
     next_out = 0  # index of the next output sample to emit
@@ -68,21 +89,28 @@ def resample_stream(
         stop_out = max(0, (buffer_end - margin) // step_in) * step_out
         if stop_out <= next_out:
             continue
-        yield _segment(buffer, buffer_start, next_out, stop_out, sr_in, sr_out, step_in, step_out)
+        yield segment(buffer, buffer_start, next_out, stop_out, sr_in, sr_out)
         next_out = stop_out
         keep_from = max(0, (next_out // step_out * step_in - margin) // step_in * step_in)
         buffer = buffer[keep_from - buffer_start :]
         buffer_start = keep_from
     total_out = output_length(buffer_start + len(buffer), sr_in, sr_out)
     if total_out > next_out:
-        yield _segment(buffer, buffer_start, next_out, total_out, sr_in, sr_out, step_in, step_out)
+        yield segment(buffer, buffer_start, next_out, total_out, sr_in, sr_out)
 
 
-def _segment(
-    buffer: np.ndarray, buffer_start: int, first_out: int, stop_out: int,
-    sr_in: int, sr_out: int, step_in: int, step_out: int,
+def _polyphase_segment(
+    buffer: np.ndarray, buffer_start: int, first_out: int, stop_out: int, sr_in: int, sr_out: int
 ) -> np.ndarray:
-    """Outputs [first_out, stop_out) computed from the buffer (which starts on the sample grid)."""
-    offset_out = buffer_start // step_in * step_out
-    resampled = resampy.resample(buffer, sr_in, sr_out, filter=RESAMPY_FILTER)
+    """Outputs [first_out, stop_out) from the buffer, by global output index (the whole-signal values)."""
+    return polyphase.apply(polyphase.kernel(sr_in, sr_out), buffer, buffer_start, first_out, stop_out)
+
+
+def _resampy_segment(
+    buffer: np.ndarray, buffer_start: int, first_out: int, stop_out: int, sr_in: int, sr_out: int
+) -> np.ndarray:
+    """Outputs [first_out, stop_out) from resampy over the buffer (which starts on the sample grid)."""
+    gcd = math.gcd(sr_in, sr_out)
+    offset_out = buffer_start // (sr_in // gcd) * (sr_out // gcd)
+    resampled = _resampy(buffer, sr_in, sr_out)
     return resampled[first_out - offset_out : stop_out - offset_out]

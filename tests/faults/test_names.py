@@ -1,0 +1,103 @@
+"""Any file name: bytes that are not UTF-8, newlines and tabs, in all three formats; FIFOs and symbolic
+link loops among the inputs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import soundfile as sf
+
+from pipeline.cli import EXIT_ERROR, EXIT_SOME_FAILED
+from pipeline.errorlog import ErrorLog
+from safeio.names import escape_field, printable_name, unescape_field
+
+from .helpers import one_line_error, run_cli
+
+pytestmark = pytest.mark.faults
+
+NAMES = ["a\udcff.wav", "new\nline.wav", "tab\there.wav", "back\\slash.wav"]  # \udcff: the byte 0xff
+
+
+def test_escaped_fields_round_trip() -> None:
+    for name in [*NAMES, "é\udcfe\r.wav", "\\xff.wav", "plain.wav"]:
+        field = escape_field(name)
+        assert "\t" not in field and "\n" not in field and "\r" not in field
+        field.encode("utf-8")  # valid text
+        assert unescape_field(field) == name
+    assert printable_name("a\udcff.wav") == "a\\xff.wav"
+
+
+def test_errors_tsv_keeps_every_name_on_its_line(tmp_path: Path) -> None:
+    log = ErrorLog(tmp_path)
+    for name in NAMES:
+        log.add(tmp_path / name, name, f"{tmp_path / name}: broken\nbadly")
+    lines = (tmp_path / "errors.tsv").read_bytes().decode("utf-8").splitlines()
+    assert len(lines) == 1 + len(NAMES) and all(line.count("\t") == 2 for line in lines)
+    assert set(ErrorLog(tmp_path).failed) == set(NAMES)  # a rerun recognises every one
+
+
+def _tree(root: Path) -> None:
+    """Good clips under odd names, a broken one under an odd name, a FIFO and a symbolic link loop."""
+    root.mkdir()
+    t = np.arange(16000) / 16000
+    for name in NAMES:
+        with open(root / name, "wb") as f:  # soundfile itself cannot open a name that is not UTF-8
+            sf.write(f, 0.3 * np.sin(2 * np.pi * 300 * t), 16000, format="WAV")
+    (root / "bad\udcfe\nclip.wav").write_bytes(b"not audio" * 20)
+    os.mkfifo(root / "fifo.wav")
+    os.symlink("loop.wav", root / "loop.wav")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["npz", "hdf5", "tfrecord"])
+def test_odd_names_are_embedded_reported_and_recognised_by_a_rerun(
+    fmt: str, synthetic_checkpoint: Path, tmp_path: Path, capsys
+) -> None:
+    """Issue 9, case 2: one non-UTF-8 name stopped every run (UnicodeEncodeError writing errors.tsv), and a
+    failed name with a newline broke errors.tsv in two so that reruns appended duplicates."""
+    root = tmp_path / "in"
+    _tree(root)
+    out = tmp_path / "out"
+    args = ["extract", str(root), "-o", str(out), "--format", fmt, "--no-progress"]
+    assert run_cli(synthetic_checkpoint, *args) == EXIT_SOME_FAILED
+    err = capsys.readouterr().err
+    assert f"{len(NAMES)} files embedded" in err and "3 failed" in err
+    ids = {printable_name(name) for name in NAMES}
+    if fmt == "npz":
+        assert {str(p.relative_to(out))[: -len(".npz")] for p in out.glob("*.npz")} == ids
+    elif fmt == "hdf5":
+        with h5py.File(out / "embeddings.h5", "r") as f:
+            assert set(f["video_id"].asstr()[()]) == ids
+    else:
+        from classifier.readers import load_clipset
+
+        labels = tmp_path / "labels.csv"
+        labels.write_text("id,labels\n" + "".join(f'"{clip_id}",x\n' for clip_id in sorted(ids)))
+        assert set(load_clipset(out, labels_csv=labels, class_names=["x"]).ids) == ids
+    report = (out / "errors.tsv").read_text(encoding="utf-8")
+    lines = report.splitlines()
+    assert len(lines) == 4, report
+    reasons = {unescape_field(line.split("\t")[1]): line.split("\t")[2] for line in lines[1:]}
+    assert set(reasons) == {"bad\\xfe\nclip.wav", "fifo.wav", "loop.wav"}
+    assert "not a regular file" in reasons["fifo.wav"]
+    assert "symbolic link loop" in reasons["loop.wav"]
+    assert "not a readable audio file" in reasons["bad\\xfe\nclip.wav"]
+    # The rerun recognises every finished and every failed file: nothing retried, nothing appended.
+    assert run_cli(synthetic_checkpoint, *args) == EXIT_SOME_FAILED
+    err = capsys.readouterr().err
+    assert "0 files embedded" in err and f"{len(NAMES)} already done" in err and "3 failed in earlier" in err
+    assert (out / "errors.tsv").read_text(encoding="utf-8") == report
+
+
+def test_symlink_loop_given_as_input_is_named_as_such(synthetic_checkpoint: Path, tmp_path: Path,
+                                                      capsys) -> None:
+    os.symlink("loop.wav", tmp_path / "loop.wav")
+    os.symlink("nowhere.wav", tmp_path / "dangling.wav")
+    for name, problem in (("loop.wav", "symbolic link loop"), ("dangling.wav", "broken symbolic link")):
+        code = run_cli(synthetic_checkpoint, "extract", str(tmp_path / name), "-o", str(tmp_path / "out"))
+        assert code == EXIT_ERROR
+        assert problem in one_line_error(capsys.readouterr().err)

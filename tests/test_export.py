@@ -1,0 +1,265 @@
+"""`audiotag export`: the SavedModel and TF-Lite graphs against the Python Tagger, plain-TF loading, honesty.
+
+The expensive export (SYNTHETIC checkpoint, the shipped head, SavedModel + float32 TF-Lite) is made once per
+test session through the CLI; the parity tests print the measured maxima (run with -s to see them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.cli import main
+from pipeline.tagger import window_starts as tagger_window_starts
+
+# TF 2.21 warns that tf.lite.Interpreter will move to the ai_edge_litert package; it is still TF's own.
+pytestmark = pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated:UserWarning")
+
+TOLERANCE_RAW = 1e-4  # issue 12, item 6
+TOLERANCE_SCORES = 2e-3
+TOLERANCE_TFLITE = 1e-3
+MAX_LEVEL_CHANGES = 0.001  # postprocessed embeddings: at most 0.1 % of values off, by one level
+
+
+def _clips(shared_audio: Path) -> list[tuple[str, np.ndarray]]:
+    """(name, 16 kHz float32 mono waveform) per real clip; other rates through the project's resampler."""
+    from vggish import audio_io, resample
+
+    out = []
+    for path in sorted(shared_audio.iterdir()):
+        samples, rate = audio_io.read_mono(path)
+        out.append((path.name, resample.resample(samples, rate).astype(np.float32)))
+    return out
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory: pytest.TempPathFactory, synthetic_checkpoint: Path) -> Path:
+    """OUT_DIR of `audiotag export --format all --allow-synthetic` (SavedModel + TF-Lite), made once."""
+    out = tmp_path_factory.mktemp("export") / "out"
+    status = main(["export", str(out), "--format", "all", "--allow-synthetic",
+                   "--vggish-checkpoint", str(synthetic_checkpoint)])
+    assert status == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def served(exported: Path):
+    import tensorflow as tf
+
+    return tf.saved_model.load(str(exported / "savedmodel"))
+
+
+def test_window_starts_match_the_tagger():
+    from pipeline.export import window_starts
+
+    for num_patches in (1, 5, 10, 11, 12, 19, 25, 100):
+        for hop in (1, 2, 3, 7, 10, 15):
+            got = window_starts(np.int32(num_patches), hop).numpy()
+            np.testing.assert_array_equal(got, tagger_window_starts(num_patches, hop))
+
+
+def test_synthetic_checkpoint_is_refused(tmp_path, synthetic_checkpoint, capsys):
+    from pipeline.export import ExportError, build_module
+
+    with pytest.raises(ExportError, match="SYNTHETIC"):
+        build_module(synthetic_checkpoint)
+    status = main(["export", str(tmp_path / "out"), "--vggish-checkpoint", str(synthetic_checkpoint)])
+    err = capsys.readouterr().err.strip()
+    assert status == 1
+    assert len(err.splitlines()) == 1 and "--allow-synthetic" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_used_destination_is_refused(tmp_path, synthetic_checkpoint, capsys):
+    (tmp_path / "out" / "savedmodel").mkdir(parents=True)
+    (tmp_path / "out" / "savedmodel" / "keep.txt").write_text("mine")
+    status = main(["export", str(tmp_path / "out"), "--allow-synthetic",
+                   "--vggish-checkpoint", str(synthetic_checkpoint)])
+    assert status == 1
+    assert "not an empty folder" in capsys.readouterr().err
+    assert (tmp_path / "out" / "savedmodel" / "keep.txt").read_text() == "mine"
+
+
+@pytest.mark.shared
+def test_tf_log_mel_matches_numpy_front_end(shared_audio):
+    """The in-graph log-mel against vggish's numpy one, from the same float32 waveform the graph gets."""
+    import tensorflow as tf
+
+    from vggish import audio_io, framing, mel_features, resample, tf_frontend
+
+    worst = {"float64": 0.0, "float32": 0.0, "float64 vs the file's float64 samples": 0.0}
+    for path in sorted(shared_audio.iterdir()):
+        samples, rate = audio_io.read_mono(path)
+        exact = framing.pad_short(resample.resample(samples, rate))
+        sent = exact.astype(np.float32)  # what a client sends; the padding zeros are exact either way
+        from_sent = mel_features.log_mel_spectrogram(sent.astype(np.float64))
+        from_file = mel_features.log_mel_spectrogram(exact)
+        for dtype in (tf.float64, tf.float32):
+            got = tf_frontend.log_mel_spectrogram(tf_frontend.pad_short(tf.constant(sent)), dtype).numpy()
+            assert got.shape == from_sent.shape, path.name
+            worst[dtype.name] = max(worst[dtype.name], float(np.abs(got - from_sent).max()))
+            if dtype == tf.float64:
+                key = "float64 vs the file's float64 samples"
+                worst[key] = max(worst[key], float(np.abs(got - from_file).max()))
+    print(f"\nmax |Δ log-mel| over the real clips: {worst}")
+    assert max(worst.values()) <= 1e-4
+
+
+@pytest.mark.slow
+def test_frame_scores_of_a_head_without_frame_output_are_one_patch_clips():
+    """A head with only feature-level attention: per-patch scores are the head on one-patch clips."""
+    import keras
+    import tensorflow as tf
+
+    from classifier.models import build_model
+    from classifier.pretrained import Head
+    from classifier.tf_head import HeadModule
+    from pipeline.export import TimelineScores
+    from pipeline.tagger import _frame_scores
+
+    keras.utils.set_random_seed(1)
+    configs = [{"kind": "feature_attention", "num_classes": 7, "hidden_units": 16, "num_layers": 1}]
+    head = Head([build_model(**configs[0])], configs, [f"c{i}" for i in range(7)], combine="mean_logit")
+    x = np.random.default_rng(0).integers(0, 256, (13, 128)).astype(np.uint8)
+    timeline = TimelineScores(HeadModule(head.member_configs, head.member_weights, head.combine))
+    got = timeline(tf.constant(x, tf.float32)).numpy()
+    np.testing.assert_allclose(got, _frame_scores(head, x), atol=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.shared
+def test_savedmodel_matches_the_tagger(exported, served, synthetic_checkpoint, shared_audio):
+    """Raw/postprocessed embeddings, clip and frame scores, timestamps: SavedModel vs pipeline.Tagger."""
+    import tensorflow as tf
+
+    from pipeline.tagger import Tagger
+
+    serve = served.signatures["serving_default"]
+    worst = {"raw": 0.0, "levels_changed": 0.0, "scores": 0.0, "frame_scores": 0.0, "timestamps": 0.0}
+    with Tagger(synthetic_checkpoint) as tagger:
+        for name, samples in _clips(shared_audio):
+            expected = tagger.tag(shared_audio / name)
+            got = {k: v.numpy() for k, v in serve(waveform=tf.constant(samples)).items()}
+            emb = expected.embeddings
+            assert got["embedding"].dtype == np.uint8 and got["embedding"].shape == emb.embedding.shape, name
+            levels = np.abs(got["embedding"].astype(int) - emb.embedding.astype(int))
+            assert levels.max() <= 1, name
+            worst["levels_changed"] = max(worst["levels_changed"], float((levels > 0).mean()))
+            for key, want in (("raw_embedding", emb.raw), ("scores", expected.scores),
+                              ("frame_scores", expected.frame_scores), ("timestamps", expected.frame_starts)):
+                assert got[key].shape == want.shape, (name, key)
+                short = {"raw_embedding": "raw"}.get(key, key)
+                worst[short] = max(worst[short], float(np.abs(got[key] - want).max()))
+    print(f"\nSavedModel vs Tagger, max over the real clips: {worst}")
+    assert worst["raw"] <= TOLERANCE_RAW
+    assert worst["levels_changed"] <= MAX_LEVEL_CHANGES
+    assert worst["scores"] <= TOLERANCE_SCORES and worst["frame_scores"] <= TOLERANCE_SCORES
+    assert worst["timestamps"] <= 1e-6
+
+
+@pytest.mark.slow
+def test_labels_metadata_and_embed_signature(exported, served):
+    import tensorflow as tf
+
+    from classifier.labels import load_class_labels
+
+    labels = served.signatures["labels"]()
+    audioset = load_class_labels()
+    assert [m.decode() for m in labels["mid"].numpy()] == list(audioset.mids)
+    assert [n.decode() for n in labels["name"].numpy()] == list(audioset.names)
+    metadata = {k: v.numpy() for k, v in served.signatures["metadata"]().items()}
+    assert metadata["synthetic"] and metadata["vggish_checkpoint"] == b"synthetic"
+    info = json.loads((exported / "savedmodel" / "assets" / "export_info.json").read_text())
+    assert info["synthetic"] is True
+    csv_lines = (exported / "savedmodel" / "assets" / "labels.csv").read_text().splitlines()
+    assert csv_lines[0] == "index,mid,display_name" and len(csv_lines) == 1 + len(audioset.mids)
+    wave = np.sin(np.arange(40_000) * 0.05).astype(np.float32) * 0.5
+    embed = served.signatures["embed"](waveform=tf.constant(wave))
+    full = served.signatures["serving_default"](waveform=tf.constant(wave))
+    assert sorted(embed) == ["embedding", "raw_embedding", "timestamps"]
+    np.testing.assert_array_equal(embed["embedding"].numpy(), full["embedding"].numpy())
+    short = served.signatures["serving_default"](waveform=tf.zeros([100]))  # padded to one patch
+    assert short["frame_scores"].shape == (1, len(audioset.mids))
+
+
+LOADER = """
+import json, sys
+import numpy as np
+import tensorflow as tf
+model = tf.saved_model.load(sys.argv[1])
+wave = np.load(sys.argv[2])
+out = model.signatures["serving_default"](waveform=tf.constant(wave))
+meta = model.signatures["metadata"]()
+ours = sorted(m for m in sys.modules if m.split(".")[0] in ("vggish", "classifier", "pipeline", "safeio"))
+print(json.dumps({"modules": ours, "scores": out["scores"].numpy().tolist(),
+                  "synthetic": bool(meta["synthetic"].numpy())}))
+"""
+
+
+@pytest.mark.slow
+def test_loads_in_plain_tensorflow_without_audiotag(exported, served, tmp_path):
+    """`python -I` from an empty folder: no audiotag module is imported, and the scores are the same."""
+    import tensorflow as tf
+
+    wave = (np.random.default_rng(3).standard_normal(30_000) * 0.1).astype(np.float32)
+    np.save(tmp_path / "wave.npy", wave)
+    (tmp_path / "load.py").write_text(textwrap.dedent(LOADER))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run([sys.executable, "-I", "load.py", str(exported / "savedmodel"), "wave.npy"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=True)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["modules"] == []
+    assert result["synthetic"] is True
+    expected = served.signatures["serving_default"](waveform=tf.constant(wave))["scores"].numpy()
+    np.testing.assert_allclose(result["scores"], expected, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_saved_model_cli_runs_it(exported, served, tmp_path):
+    import tensorflow as tf
+
+    cli = Path(sys.executable).with_name("saved_model_cli")
+    module = "tensorflow.python.tools.saved_model_cli"
+    command = [str(cli)] if cli.is_file() else [sys.executable, "-m", module]
+    wave = (np.random.default_rng(4).standard_normal(20_000) * 0.1).astype(np.float32)
+    np.save(tmp_path / "wave.npy", wave)
+    subprocess.run([*command, "run", "--dir", str(exported / "savedmodel"), "--tag_set", "serve",
+                    "--signature_def", "serving_default", "--inputs", f"waveform={tmp_path / 'wave.npy'}",
+                    "--outdir", str(tmp_path / "out")],
+                   capture_output=True, text=True, timeout=600, check=True,
+                   env=os.environ | {"TF_CPP_MIN_LOG_LEVEL": "2"})
+    expected = served.signatures["serving_default"](waveform=tf.constant(wave))
+    for key in ("scores", "frame_scores", "embedding"):
+        np.testing.assert_allclose(np.load(tmp_path / "out" / f"{key}.npy"), expected[key].numpy(), atol=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.shared
+def test_tflite_matches_the_savedmodel(exported, served, shared_audio):
+    import tensorflow as tf
+
+    interpreter = tf.lite.Interpreter(str(exported / "tflite" / "audiotag.tflite"))
+    run = interpreter.get_signature_runner()
+    serve = served.signatures["serving_default"]
+    worst = {"scores": 0.0, "frame_scores": 0.0, "raw_embedding": 0.0, "levels_changed": 0}
+    for name, samples in _clips(shared_audio):
+        got = run(waveform=samples)
+        expected = {k: v.numpy() for k, v in serve(waveform=tf.constant(samples)).items()}
+        levels = np.abs(got["embedding"].astype(int) - expected["embedding"].astype(int))
+        assert levels.max() <= 1, name
+        worst["levels_changed"] += int((levels > 0).sum())
+        for key in ("scores", "frame_scores", "raw_embedding"):
+            assert got[key].shape == expected[key].shape, (name, key)
+            worst[key] = max(worst[key], float(np.abs(got[key] - expected[key]).max()))
+    print(f"\nTF-Lite (float32) vs SavedModel, max over the real clips: {worst}")
+    assert worst["scores"] <= TOLERANCE_TFLITE
+    assert (exported / "tflite" / "labels.csv").read_text() == (exported / "savedmodel" / "assets" /
+                                                                "labels.csv").read_text()
+    assert json.loads((exported / "tflite" / "export_info.json").read_text())["synthetic"] is True
