@@ -120,7 +120,7 @@ def test_read_only_output_folder_is_one_line(small_disk: Path, synthetic_checkpo
 _TOO_MANY_FILES = """
 import os, sys
 import classifier.labels, classifier.pretrained, classifier.readers, classifier.train, pipeline.errors
-import pipeline.beam.cli, pipeline.training, safeio.lock, vggish, vggish.download
+import pipeline.beam.cli, pipeline.training, pipeline.writers, safeio.lock, vggish, vggish.download
 from pipeline.cli import main
 held = []
 try:
