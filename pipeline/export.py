@@ -6,7 +6,8 @@ twins in vggish.tf_frontend (same constants, same filterbank), the CNN is vggish
 checkpoint's weights (vggish.tf_function), and the head is rebuilt from its member configs and float32
 weights (classifier.tf_head). The graph reproduces pipeline.Tagger: clip scores are the maximum over
 10-patch windows `window_hop` patches apart (one window of all patches for clips of up to 10), frame scores
-are the head's frame-level output per 0.96 s patch (TimelineScores below, one separate piece).
+are the calibrated timeline per 0.96 s patch (TimelineScores below: classifier.tf_timeline, the TF twin of
+classifier.timeline, with the head's gamma).
 
 SavedModel signatures:
   serving_default(waveform float32 [n], mono 16 kHz in [-1, 1]) -> scores [C], frame_scores [N, C],
@@ -78,18 +79,32 @@ def window_starts(num_patches: tf.Tensor, hop: int) -> tf.Tensor:
 
 
 class TimelineScores(tf.Module):
-    """Frame scores [N, C] of a clip's embeddings, as pipeline.tagger._frame_scores: the head's frame-level
-    output, or the head applied to each patch as a one-patch clip when no member has frame scores."""
+    """The calibrated timeline [N, C] of a clip, as pipeline.Tagger.score: each window's raw frame
+    probabilities (classifier.pretrained.Head.predict_frames_raw: the head's frame output, or each patch as
+    a one-patch clip when it has none) calibrated with its clip probabilities and the head's gamma
+    (classifier.tf_timeline.calibrate_frames), then merged by the maximum over covering windows."""
 
-    def __init__(self, head: Any) -> None:
+    def __init__(self, head: Any, gamma: float) -> None:
         super().__init__(name="timeline")
         self.head = head
+        self.gamma = float(gamma)
 
-    def __call__(self, x: tf.Tensor) -> tf.Tensor:
-        """x float32 [N, 128] (uint8 embedding values) -> float32 [N, C]."""
+    def raw_frames(self, windows: tf.Tensor) -> tf.Tensor:
+        """windows float32 [W, T, 128] (uint8 embedding values) -> raw frame probabilities [W, T, C]."""
         if self.head.has_frames:
-            return self.head.frame_probabilities(x[tf.newaxis], tf.ones_like(x[tf.newaxis, :, 0]))[0]
-        return self.head.clip_probabilities(x[:, tf.newaxis], tf.ones_like(x[:, :1]))
+            return self.head.frame_probabilities(windows, tf.ones_like(windows[:, :, 0]))
+        patches = tf.reshape(windows, [-1, 1, tf.shape(windows)[2]])
+        probs = self.head.clip_probabilities(patches, tf.ones_like(patches[:, :, 0]))
+        return tf.reshape(probs, [tf.shape(windows)[0], tf.shape(windows)[1], -1])
+
+    def __call__(self, windows: tf.Tensor, first_patches: tf.Tensor, clip_probs: tf.Tensor,
+                 num_patches: tf.Tensor) -> tf.Tensor:
+        """windows float32 [W, T, 128] starting at patches first_patches int32 [W], their clip probabilities
+        float32 [W, C] -> the timeline float32 [num_patches, C]."""
+        from classifier import tf_timeline
+
+        calibrated = tf_timeline.calibrate_frames(clip_probs, self.raw_frames(windows), self.gamma)
+        return tf_timeline.merge_windows(calibrated, first_patches, num_patches)
 
 
 class TaggerModule(tf.Module):
@@ -102,8 +117,9 @@ class TaggerModule(tf.Module):
         from classifier.tf_head import HeadModule
 
         self.vggish = vggish
-        self.head = HeadModule(head.member_configs, head.member_weights, head.combine)
-        self.timeline = TimelineScores(self.head)
+        self.head = HeadModule(head.member_configs, head.member_weights, head.combine,
+                               head.frame_member_configs, head.frame_member_weights)
+        self.timeline = TimelineScores(self.head, head.timeline.gamma)
         self.postprocessor = postprocessor
         self.mids, self.names, self.info = list(mids), list(names), info
 
@@ -116,19 +132,30 @@ class TaggerModule(tf.Module):
                 "embedding": tf_frontend.postprocess(raw, self.postprocessor, dtype),
                 "timestamps": tf.cast(tf.cast(tf.range(num_patches), dtype) * hop, tf.float32)}
 
-    def clip_scores(self, x: tf.Tensor, window_hop: int) -> tf.Tensor:
-        """x float32 [N, 128] -> float32 [C]: the maximum over 10-patch windows of the head's clip scores."""
+    def window_probabilities(self, x: tf.Tensor, hop: int) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """x float32 [N, 128] -> the 10-patch windows `hop` patches apart float32 [W, T, 128], their first
+        patches int32 [W] and the head's clip probabilities of each float32 [W, C]."""
         num_patches = tf.shape(x)[0]
-        width = tf.minimum(num_patches, WINDOW_PATCHES)
-        indices = window_starts(num_patches, window_hop)[:, tf.newaxis] + tf.range(width)[tf.newaxis]
+        starts = window_starts(num_patches, hop)
+        indices = starts[:, tf.newaxis] + tf.range(tf.minimum(num_patches, WINDOW_PATCHES))[tf.newaxis]
         windows = tf.gather(x, indices)
-        return tf.reduce_max(self.head.clip_probabilities(windows, tf.ones_like(windows[:, :, 0])), axis=0)
+        return windows, starts, self.head.clip_probabilities(windows, tf.ones_like(windows[:, :, 0]))
+
+    def scores(self, x: tf.Tensor, window_hop: int) -> tuple[tf.Tensor, tf.Tensor]:
+        """x float32 [N, 128] -> clip scores float32 [C] (the maximum over windows `window_hop` patches apart)
+        and the calibrated timeline float32 [N, C] (windows at most 10 patches apart, as pipeline.Tagger)."""
+        windows, starts, probs = self.window_probabilities(x, window_hop)
+        if window_hop > WINDOW_PATCHES:
+            windows, starts, frame_probs = self.window_probabilities(x, WINDOW_PATCHES)
+        else:
+            frame_probs = probs
+        return tf.reduce_max(probs, axis=0), self.timeline(windows, starts, frame_probs, tf.shape(x)[0])
 
     def tag(self, waveform: tf.Tensor, dtype: tf.DType = tf.float64) -> dict[str, tf.Tensor]:
         """waveform float32 [n] -> scores, frame_scores, timestamps, embedding, raw_embedding."""
         out = self.embed(waveform, dtype)
-        x = tf.cast(out["embedding"], tf.float32)
-        return {**out, "scores": self.clip_scores(x, self.info.window_hop), "frame_scores": self.timeline(x)}
+        scores, frame_scores = self.scores(tf.cast(out["embedding"], tf.float32), self.info.window_hop)
+        return {**out, "scores": scores, "frame_scores": frame_scores}
 
     def labels(self) -> dict[str, tf.Tensor]:
         return {"index": tf.range(len(self.names), dtype=tf.int32), "mid": tf.constant(self.mids),

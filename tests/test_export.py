@@ -112,25 +112,88 @@ def test_tf_log_mel_matches_numpy_front_end(shared_audio):
     assert max(worst.values()) <= 1e-4
 
 
-@pytest.mark.slow
-def test_frame_scores_of_a_head_without_frame_output_are_one_patch_clips():
-    """A head with only feature-level attention: per-patch scores are the head on one-patch clips."""
-    import keras
+def test_tf_calibration_and_merge_match_numpy_timeline():
+    """classifier.tf_timeline against classifier.timeline on crafted inputs: a class whose raw frames are
+    all exactly 0 (the 1e-12 floor), exact zeros among nonzero frames, gamma 0 (0 ** 0 = 1) and 0.25,
+    overlapping windows and patches no window covers."""
     import tensorflow as tf
+
+    from classifier import tf_timeline, timeline
+
+    rng = np.random.default_rng(5)
+    clip = rng.uniform(0, 1, (3, 4)).astype(np.float32)
+    frames = rng.uniform(0, 1, (3, 6, 4)).astype(np.float32)
+    frames[:, :, 1] = 0.0
+    frames[0, 2:, 2] = 0.0
+    for gamma in (0.0, 0.25, 2.0):
+        want = timeline.calibrate_frames(clip, frames, timeline.TimelineParams(gamma))
+        got = tf_timeline.calibrate_frames(tf.constant(clip), tf.constant(frames), gamma).numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    assert np.all(want[:, :, 1] == 0.0)
+    calibrated = want  # gamma 2: windows of 6 patches starting at 0, 3 and 4 over 14 patches
+    firsts = np.array([0, 3, 4])
+    want = timeline.merge_windows(list(calibrated), firsts, 14)
+    got = tf_timeline.merge_windows(tf.constant(calibrated), tf.constant(firsts, tf.int32), tf.constant(14))
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-6, atol=1e-7)
+    assert np.all(got.numpy()[10:] == 0.0) and np.all(got.numpy()[:10, 0] > 0.0)
+
+
+def _heads() -> dict:
+    """Small heads covering TimelineScores' three sources of raw frames, each with its own gamma."""
+    import keras
 
     from classifier.models import build_model
     from classifier.pretrained import Head
-    from classifier.tf_head import HeadModule
-    from pipeline.export import TimelineScores
-    from pipeline.tagger import _frame_scores
 
     keras.utils.set_random_seed(1)
-    configs = [{"kind": "feature_attention", "num_classes": 7, "hidden_units": 16, "num_layers": 1}]
-    head = Head([build_model(**configs[0])], configs, [f"c{i}" for i in range(7)], combine="mean_logit")
-    x = np.random.default_rng(0).integers(0, 256, (13, 128)).astype(np.uint8)
-    timeline = TimelineScores(HeadModule(head.member_configs, head.member_weights, head.combine))
-    got = timeline(tf.constant(x, tf.float32)).numpy()
-    np.testing.assert_allclose(got, _frame_scores(head, x), atol=1e-6)
+    names = [f"c{i}" for i in range(7)]
+    feature = {"kind": "feature_attention", "num_classes": 7, "hidden_units": 16, "num_layers": 1}
+    single = {"kind": "single_attention", "num_classes": 7, "hidden_units": 16, "num_layers": 1}
+    multi = {"kind": "multi_attention", "num_classes": 7, "hidden_units": 16, "num_layers": 2}
+    return {
+        "one-patch clips": Head([build_model(**feature)], [feature], names, combine="mean_logit",
+                                timeline={"gamma": 0.5}),
+        "decision-level members": Head([build_model(**single), build_model(**feature)], [single, feature],
+                                       names, combine="mean_probability", timeline={"gamma": 0.0}),
+        "frame members": Head([build_model(**feature)], [feature], names, combine="mean_logit",
+                              frame_members=[build_model(**multi)], frame_member_configs=[multi]),
+    }
+
+
+@pytest.mark.slow
+def test_scores_and_timeline_match_tagger_score(synthetic_checkpoint):
+    """TaggerModule.scores (clip scores and the calibrated timeline) against Tagger.score on the same
+    embeddings, for every source of raw frames, short and long inputs and hops below, at and above 10;
+    raw frames against Head.predict_frames_raw."""
+    import tensorflow as tf
+
+    from pipeline.export import build_module
+    from pipeline.tagger import Embeddings, Tagger
+
+    rng = np.random.default_rng(0)
+    worst = {"scores": 0.0, "frame_scores": 0.0, "raw_frames": 0.0}
+    for label, head in _heads().items():
+        module = build_module(synthetic_checkpoint, head, allow_synthetic=True)
+        assert module.timeline.gamma == head.timeline.gamma
+        with Tagger(synthetic_checkpoint, head) as tagger:
+            for num_patches in (1, 7, 10, 13, 26):
+                x = rng.integers(0, 256, (num_patches, 128)).astype(np.uint8)
+                emb = Embeddings(raw=np.zeros((num_patches, 128), np.float32), embedding=x,
+                                 starts=np.arange(num_patches) * 0.96, duration=num_patches * 0.96)
+                for hop in (1, 3, 10, 12):
+                    tagger.window_hop = hop
+                    want = tagger.score(emb)
+                    scores, frames = module.scores(tf.constant(x, tf.float32), hop)
+                    assert frames.shape == want.frame_scores.shape, (label, num_patches, hop)
+                    worst["scores"] = max(worst["scores"], float(np.abs(scores.numpy() - want.scores).max()))
+                    frame_error = float(np.abs(frames.numpy() - want.frame_scores).max())
+                    worst["frame_scores"] = max(worst["frame_scores"], frame_error)
+                window = x[:10]
+                raw = module.timeline.raw_frames(tf.constant(window[np.newaxis], tf.float32)).numpy()[0]
+                raw_error = float(np.abs(raw - head.predict_frames_raw([window])[0]).max())
+                worst["raw_frames"] = max(worst["raw_frames"], raw_error)
+    print(f"\nTaggerModule.scores vs Tagger.score, max over heads, lengths and hops: {worst}")
+    assert max(worst.values()) <= 1e-5
 
 
 @pytest.mark.slow
@@ -152,6 +215,7 @@ def test_savedmodel_matches_the_tagger(exported, served, synthetic_checkpoint, s
             levels = np.abs(got["embedding"].astype(int) - emb.embedding.astype(int))
             assert levels.max() <= 1, name
             worst["levels_changed"] = max(worst["levels_changed"], float((levels > 0).mean()))
+            # frame_scores: the calibrated timeline (gamma of the shipped head), as Tagger reports it.
             for key, want in (("raw_embedding", emb.raw), ("scores", expected.scores),
                               ("frame_scores", expected.frame_scores), ("timestamps", expected.frame_starts)):
                 assert got[key].shape == want.shape, (name, key)
@@ -259,7 +323,7 @@ def test_tflite_matches_the_savedmodel(exported, served, shared_audio):
             assert got[key].shape == expected[key].shape, (name, key)
             worst[key] = max(worst[key], float(np.abs(got[key] - expected[key]).max()))
     print(f"\nTF-Lite (float32) vs SavedModel, max over the real clips: {worst}")
-    assert worst["scores"] <= TOLERANCE_TFLITE
+    assert worst["scores"] <= TOLERANCE_TFLITE and worst["frame_scores"] <= TOLERANCE_TFLITE
     assert (exported / "tflite" / "labels.csv").read_text() == (exported / "savedmodel" / "assets" /
                                                                 "labels.csv").read_text()
     assert json.loads((exported / "tflite" / "export_info.json").read_text())["synthetic"] is True
