@@ -22,6 +22,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from safeio.atomic import process_alive
+
 logger = logging.getLogger(__name__)
 
 _POLL_SECONDS = 1.0
@@ -72,23 +74,12 @@ def prestart() -> None:
             forkserver.ensure_running()
 
 
-def _alive(pid: int) -> bool:
-    """Whether the process that runs the extraction still exists (our direct parent is the forkserver)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _watch(parent: int) -> None:
     """Daemon thread: end this worker at once when the extraction process is gone. A worker has no state
     worth saving, and it could otherwise block forever, on a full queue or when flushing its queue at exit."""
     while True:
         time.sleep(_POLL_SECONDS)
-        if not _alive(parent):
+        if not process_alive(parent):
             os._exit(0)
 
 

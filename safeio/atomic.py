@@ -29,7 +29,8 @@ def _writer_pid(temporary: Path) -> int | None:
     return int(pid) if pid.isdigit() else None
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` exists (one owned by another user counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -48,7 +49,7 @@ def remove_stale_temporaries(folder: Path, *, recursive: bool = False) -> int:
         return 0
     for tmp in (folder.rglob if recursive else folder.glob)(f".*{TEMP_SUFFIX}"):
         pid = _writer_pid(tmp)
-        if pid is not None and (pid == os.getpid() or _process_alive(pid)):
+        if pid is not None and (pid == os.getpid() or process_alive(pid)):
             continue
         if tmp.is_dir():
             continue
