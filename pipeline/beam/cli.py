@@ -6,6 +6,7 @@ Importing this module does not import Beam or TensorFlow; the commands do.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import sys
@@ -33,6 +34,8 @@ def _segment_seconds(text: str) -> float:
 
 
 def add_beam_extract_arguments(p: argparse.ArgumentParser) -> None:
+    from pipeline.training import add_wait_argument
+
     p.add_argument("inputs", nargs="+", metavar="INPUT")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder (local or a URL)")
     p.add_argument("--format", choices=("tfrecord", "parquet"), default="tfrecord")
@@ -51,6 +54,7 @@ def add_beam_extract_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--skip-existing", action="store_true",
                    help="leave out clips already in OUT (records or errors of earlier runs); new shards get "
                    "a new run prefix")
+    add_wait_argument(p)
 
 
 def add_beam_tag_arguments(p: argparse.ArgumentParser) -> None:
@@ -99,8 +103,9 @@ def _print_metrics(command: str, metrics: dict[str, int]) -> None:
 def beam_extract_command(args: argparse.Namespace, checkpoint: str,
                          labels_for: Callable[[Path, Sequence[str]], dict[str, list[int]]]) -> int:
     from pipeline.beam.extract import BeamExtractOptions, beam_extract
-    from pipeline.beam.sources import split_inputs
+    from pipeline.beam.sources import is_url, split_inputs
     from pipeline.errors import PipelineError
+    from safeio.lock import FolderLock
 
     local, urls = split_inputs(args.inputs)
     if not local and not urls:
@@ -111,7 +116,10 @@ def beam_extract_command(args: argparse.Namespace, checkpoint: str,
         segment_seconds=args.segment_seconds, num_shards=args.num_shards, batch_size=args.batch_size,
         skip_existing=args.skip_existing, cnn_threads=args.cnn_threads, beam_args=list(args.beam_args),
     )
-    report = beam_extract(local, urls, checkpoint, options)
+    # A local output folder takes one run at a time, as for extract: two runs would pick the same run prefix.
+    # Object stores have no flock; there the user keeps runs apart.
+    with contextlib.nullcontext() if is_url(str(args.output)) else FolderLock(args.output, wait=args.wait):
+        report = beam_extract(local, urls, checkpoint, options)
     _print_metrics("audiotag beam-extract", report.metrics)
     done = "?" if report.clips_done is None else report.clips_done
     failed = "?" if report.clips_failed is None else report.clips_failed

@@ -3,6 +3,7 @@ temporaries of live runs never deleted, and two real extract runs started on one
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import subprocess
@@ -97,7 +98,7 @@ def test_cleanup_never_deletes_a_live_runs_temporaries(tmp_path: Path) -> None:
         holder.wait()
 
 
-def test_extract_and_train_refuse_a_busy_folder_before_loading_anything(
+def test_extract_beam_extract_and_train_refuse_a_busy_folder_before_loading_anything(
     synthetic_checkpoint: Path, tmp_path: Path, capsys
 ) -> None:
     write_tones(tmp_path / "in", 1)
@@ -112,6 +113,11 @@ def test_extract_and_train_refuse_a_busy_folder_before_loading_anything(
                        "--labels", str(tmp_path / "labels.csv"))
         line = one_line_error(capsys.readouterr().err)
         assert code == EXIT_ERROR and f"PID {holder.pid}" in line
+        if importlib.util.find_spec("apache_beam") is not None:  # beam-extract needs the `beam` extra
+            code = run_cli(synthetic_checkpoint, "beam-extract", str(tmp_path / "in"), "-o",
+                           str(tmp_path / "out"))
+            line = one_line_error(capsys.readouterr().err)
+            assert code == EXIT_ERROR and f"PID {holder.pid}" in line and str(tmp_path / "out") in line
         assert time.monotonic() - started < 10  # no model was loaded
     finally:
         holder.kill()
