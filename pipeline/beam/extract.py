@@ -54,8 +54,9 @@ class BeamExtractOptions:
 
 @dataclass
 class BeamReport:
-    """What a run did: its run name, counters of this run (None when the runner reports no metrics),
-    failures listed in OUT's errors files (this run and earlier ones), wall time (s) and all metrics."""
+    """What a beam-extract or beam-tag run did: its run name, counters of this run (None when the runner
+    reports no metrics), failures listed in OUT's errors files, wall time (s), all metrics, and (extract)
+    the local workers and CNN threads per worker."""
 
     run: str
     clips_done: int | None

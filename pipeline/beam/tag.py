@@ -25,6 +25,7 @@ import numpy as np
 from pipeline.beam import stages
 from pipeline.beam.extract import (
     SHARD_TEMPLATE,
+    BeamReport,
     _join,
     _match,
     count_failures,
@@ -57,16 +58,6 @@ class BeamTagOptions:
     cnn_threads: int | None = None
     hop_seconds: float = 0.96
     beam_args: list[str] = field(default_factory=list)
-
-
-@dataclass
-class BeamTagReport:
-    run: str
-    clips_done: int | None
-    clips_failed: int | None
-    failures_in_out: int
-    wall_seconds: float
-    metrics: dict[str, int] = field(default_factory=dict)
 
 
 def source_kind(source: str) -> tuple[str, str]:
@@ -169,7 +160,7 @@ def _embedding_clips(p: Any, kind: str, pattern: str, index: int) -> Any:
             | f"Rows {index}" >> beam.Map(clip_of_row))
 
 
-def beam_tag(sources: Sequence[str], checkpoint: Callable[[], str], options: BeamTagOptions) -> BeamTagReport:
+def beam_tag(sources: Sequence[str], checkpoint: Callable[[], str], options: BeamTagOptions) -> BeamReport:
     """Build and run the beam-tag pipeline; `checkpoint()` gives the VGGish checkpoint (for audio sources)."""
     from pipeline.beam.extract import audio_inputs, embed_clips, write_failures
     from pipeline.beam.sources import split_inputs
@@ -207,7 +198,7 @@ def beam_tag(sources: Sequence[str], checkpoint: Callable[[], str], options: Bea
     write_failures(failures | "All failures" >> beam.Flatten(), options.out, run)
     result = run_pipeline(pipeline)
     metrics = metrics_of(result)
-    return BeamTagReport(
+    return BeamReport(
         run=run,
         clips_done=metrics.get("clips_tagged") if metrics else None,
         clips_failed=metrics.get("clips_failed", 0) if metrics else None,
