@@ -17,8 +17,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-MODEL_KINDS = ("average", "max", "single_attention", "multi_attention", "feature_attention")
-DECISION_LEVEL_KINDS = ("average", "max", "single_attention", "multi_attention")
+MODEL_KINDS = ("average", "max", "linear_softmax", "single_attention", "multi_attention", "feature_attention")
+DECISION_LEVEL_KINDS = ("average", "max", "linear_softmax", "single_attention", "multi_attention")
 EMBEDDING_SIZE = 128
 ATTENTION_EPS = 1e-7  # attention weights are clipped to [eps, 1 - eps]; pooled sums divided by >= eps
 BATCH_NORM_EPSILON = 1e-3  # Keras' BatchNormalization default, which the models use
@@ -26,13 +26,13 @@ _BN_PARAMS = ("gamma", "beta", "moving_mean", "moving_variance")
 
 
 def weight_layout(kind: str, num_classes: int = 527, *, hidden_units: int = 1024, num_layers: int = 3,
-                  dropout: float = 0.5, attention: str = "sigmoid",
+                  dropout: float = 0.5, attention: str = "sigmoid", input_dropout: float = 0.0,
                   max_frames: int | None = None) -> list[tuple[str, tuple[int, ...]]]:
     """(name, shape) of each weight of a member, in ``model.weights`` order (names as Keras' paths).
 
     Takes a member config's keywords (those of build_model); ValueError/TypeError for a bad config.
     """
-    del dropout, max_frames  # no weights depend on them
+    del dropout, input_dropout, max_frames  # no weights depend on them
     if kind not in MODEL_KINDS:
         raise ValueError(f"unknown model kind {kind!r}; expected one of {MODEL_KINDS}")
     if kind == "multi_attention" and num_layers < 2:
@@ -51,7 +51,7 @@ def weight_layout(kind: str, num_classes: int = 527, *, hidden_units: int = 1024
     for i in range(num_layers):
         dense(f"dense{i + 1}", EMBEDDING_SIZE if i == 0 else h, h)
         batch_norm(f"bn{i + 1}", h)
-    if kind in ("average", "max"):
+    if kind in ("average", "max", "linear_softmax"):
         dense("frame_probs", h, c)
     elif kind == "single_attention":
         dense("frame_probs", h, c)
@@ -175,6 +175,9 @@ class Member:
             return (frame * m).sum(axis=1) / np.maximum(m.sum(axis=1), np.float32(1.0))
         if self.kind == "max":
             return (frame * m).max(axis=1)
+        if self.kind == "linear_softmax":
+            frame *= m
+            return (frame * frame).sum(axis=1) / np.maximum(frame.sum(axis=1), np.float32(ATTENTION_EPS))
         return self._pool(frame, self._apply("att", top), mask)
 
     def frame_probs(self, x: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -7,10 +7,12 @@ and returns clip probabilities float32 [B, C].  Inputs are scaled as (x - 128) /
 zeroed before the trunk, so their values never matter; pooling and attention also ignore them.
 
 The trunk is ``num_layers`` x [Dense(hidden_units) -> BatchNorm -> ReLU -> Dropout(dropout)], per frame.
-Decision-level models ("average", "max", "single_attention", "multi_attention") classify every frame with a
-sigmoid layer and pool the frame probabilities over time; :func:`frame_model` exposes those frame-level
-probabilities [B, T, C].  "feature_attention" pools the last hidden layer with attention and classifies the
-pooled vector, so it has no frame-level output.
+Decision-level models ("average", "max", "linear_softmax", "single_attention", "multi_attention") classify
+every frame with a sigmoid layer and pool the frame probabilities over time ("linear_softmax":
+sum p^2 / sum p, the pooling that localized best in Wang et al. 2019, "A comparison of five multiple
+instance learning pooling functions for sound event detection with weak labeling"); :func:`frame_model`
+exposes those frame-level probabilities [B, T, C].  "feature_attention" pools the last hidden layer with
+attention and classifies the pooled vector, so it has no frame-level output.
 """
 
 from __future__ import annotations
@@ -44,6 +46,14 @@ class MaskedMaxPooling(layers.Layer):
         return ops.max(values * ops.expand_dims(mask, -1), axis=1)
 
 
+class MaskedLinearSoftmaxPooling(layers.Layer):
+    """sum_t p_t^2 / sum_t p_t over the real frames of probabilities: [B, T, D], mask [B, T] -> [B, D]."""
+
+    def call(self, values, mask):
+        v = values * ops.expand_dims(mask, -1)
+        return ops.sum(v * v, axis=1) / ops.maximum(ops.sum(v, axis=1), ATTENTION_EPS)
+
+
 class AttentionPooling(layers.Layer):
     """Attention-weighted mean over the real frames: sum_t w_t v_t / sum_t w_t, per output unit.
 
@@ -71,9 +81,12 @@ class AttentionPooling(layers.Layer):
         return {**super().get_config(), "attention": self.attention}
 
 
-def _trunk(x, mask, hidden_units: int, num_layers: int, dropout: float) -> list:
-    """Scale, zero padded frames, then the per-frame MLP; returns every hidden layer's output [B, T, H]."""
+def _trunk(x, mask, hidden_units: int, num_layers: int, dropout: float, input_dropout: float) -> list:
+    """Scale, drop embedding dimensions (training only), zero padded frames, then the per-frame MLP;
+    returns every hidden layer's output [B, T, H]."""
     h = layers.Rescaling(1.0 / 128.0, offset=-1.0, name="scale")(x)
+    if input_dropout > 0:
+        h = layers.Dropout(input_dropout, name="input_dropout")(h)
     h = h * ops.expand_dims(mask, -1)
     hidden = []
     for i in range(num_layers):
@@ -93,11 +106,13 @@ def build_model(
     num_layers: int = 3,
     dropout: float = 0.5,
     attention: str = "sigmoid",
+    input_dropout: float = 0.0,
     max_frames: int | None = None,
 ) -> keras.Model:
     """Build an (untrained) model of ``kind`` (one of MODEL_KINDS); see the module docstring for I/O.
 
-    ``max_frames`` fixes T in the input shape (None accepts any length).
+    ``input_dropout`` drops embedding dimensions of every frame while training (no weights; inference
+    ignores it). ``max_frames`` fixes T in the input shape (None accepts any length).
     """
     if kind not in MODEL_KINDS:
         raise ValueError(f"unknown model kind {kind!r}; expected one of {MODEL_KINDS}")
@@ -105,14 +120,16 @@ def build_model(
         raise ValueError("multi_attention needs num_layers >= 2")
     x = keras.Input((max_frames, EMBEDDING_SIZE), name="x")
     mask = keras.Input((max_frames,), name="mask")
-    hidden = _trunk(x, mask, hidden_units, num_layers, dropout)
+    hidden = _trunk(x, mask, hidden_units, num_layers, dropout, input_dropout)
     top = hidden[-1]
-    if kind in ("average", "max", "single_attention"):
+    if kind in ("average", "max", "linear_softmax", "single_attention"):
         frame = layers.Dense(num_classes, activation="sigmoid", name="frame_probs")(top)
         if kind == "average":
             out = MaskedAveragePooling(name="pool")(frame, mask)
         elif kind == "max":
             out = MaskedMaxPooling(name="pool")(frame, mask)
+        elif kind == "linear_softmax":
+            out = MaskedLinearSoftmaxPooling(name="pool")(frame, mask)
         else:
             logits = layers.Dense(num_classes, name="att")(top)
             out = AttentionPooling(attention, name="pool")(frame, logits, mask)

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from classifier.clipset import ClipSet
+from classifier.inference import Member
 from classifier.sampling import BalancedSampler, holdout_split
 from safeio.artifacts import BrokenFileError, read_npz
 from safeio.atomic import atomic_output, remove_stale_temporaries
@@ -61,7 +62,19 @@ class TrainConfig:
     snapshots: number of consecutive evaluation-point snapshots whose predictions the head averages
         (chosen by held-out mAP when there is a held-out part).
     lr_schedule: "constant" or "cosine" (decay from learning_rate to 0 over ``iterations``).
+    snapshot_average: "predictions" (the head has one member per snapshot, their probabilities averaged)
+        or "weights" (one member whose weights are the snapshots' mean, batch-norm statistics included).
     mixup_alpha: > 0 mixes pairs of clips (Beta(alpha, alpha)) and their labels.
+    frame_dropout: each real frame of a training clip is dropped (masked out) with this probability; a clip
+        keeps at least one frame.
+    time_mask: > 0 masks one run of 0..time_mask consecutive frames per training clip (SpecAugment's time
+        mask on the 1-s embedding frames); a clip keeps at least one frame.
+    input_dropout: dropout on the 128 embedding dimensions of every frame (training only).
+    label_smoothing: targets move toward ``smoothing_target`` by this much: "half" (0.5, the Keras
+        definition) or "prior" (each class's frequency in the training clips).
+    teacher: a head file (an ensemble) whose clip probabilities on the training clips are mixed into the
+        targets with weight ``distill_weight`` (knowledge distillation; the held-out part is never scored
+        by the teacher for training).
     """
 
     train_data: str = ""
@@ -82,15 +95,41 @@ class TrainConfig:
     holdout_seed: int = 0
     balanced: bool = True
     mixup_alpha: float = 0.0
+    frame_dropout: float = 0.0
+    time_mask: int = 0
+    input_dropout: float = 0.0
     label_smoothing: float = 0.0
+    smoothing_target: str = "half"
+    teacher: str | None = None
+    distill_weight: float = 0.5
     snapshots: int = 1
+    snapshot_average: str = "predictions"
     seed: int = 0
     progress: bool = True
 
     def model_config(self, num_classes: int) -> dict:
         """The keyword arguments of :func:`classifier.models.build_model` for this run."""
-        return {"kind": self.kind, "num_classes": num_classes, "hidden_units": self.hidden_units,
-                "num_layers": self.num_layers, "dropout": self.dropout, "attention": self.attention}
+        config = {"kind": self.kind, "num_classes": num_classes, "hidden_units": self.hidden_units,
+                  "num_layers": self.num_layers, "dropout": self.dropout, "attention": self.attention}
+        if self.input_dropout > 0:  # only in configs that use it, so older heads keep their exact configs
+            config["input_dropout"] = self.input_dropout
+        return config
+
+    def check(self) -> None:
+        """TrainError naming the setting that is out of range."""
+        if not 0.0 <= self.frame_dropout < 1.0:
+            raise TrainError(f"frame_dropout must be in [0, 1), got {self.frame_dropout}")
+        if self.time_mask < 0:
+            raise TrainError(f"time_mask must be >= 0, got {self.time_mask}")
+        if not 0.0 <= self.input_dropout < 1.0:
+            raise TrainError(f"input_dropout must be in [0, 1), got {self.input_dropout}")
+        if self.smoothing_target not in ("half", "prior"):
+            raise TrainError(f"smoothing_target must be 'half' or 'prior', got {self.smoothing_target!r}")
+        if not 0.0 <= self.distill_weight <= 1.0:
+            raise TrainError(f"distill_weight must be in [0, 1], got {self.distill_weight}")
+        if self.snapshot_average not in ("predictions", "weights"):
+            raise TrainError("snapshot_average must be 'predictions' or 'weights', "
+                             f"got {self.snapshot_average!r}")
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -115,12 +154,31 @@ def _lr_at(config: TrainConfig, iteration: int) -> float:
 class _Batches:
     """Training batches (float32 x [B,T,128], mask [B,T], targets [B,C]) with saveable RNG state."""
 
-    def __init__(self, config: TrainConfig, data: ClipSet):
+    def __init__(self, config: TrainConfig, data: ClipSet, targets: np.ndarray | None = None):
         self.config = config
         self.data = data
+        self.targets = data.y.astype(np.float32) if targets is None else targets  # [N, C] in [0, 1]
         if config.balanced:
             self.sampler = BalancedSampler(data.y, config.batch_size, seed=config.seed)
         self.rng = np.random.default_rng([config.seed, 1])
+        self.prior = data.y.mean(axis=0).astype(np.float32)
+
+    def _drop_frames(self, mask: np.ndarray) -> np.ndarray:
+        """Frame dropout and one time mask per clip on bool mask [B, T]; every clip keeps a real frame."""
+        c = self.config
+        kept = mask.copy()
+        if c.frame_dropout > 0:
+            kept &= self.rng.random(mask.shape) >= c.frame_dropout
+        if c.time_mask > 0:
+            frames = np.arange(mask.shape[1])
+            width = self.rng.integers(0, c.time_mask + 1, size=len(mask))
+            start = self.rng.integers(0, np.maximum(mask.sum(axis=1) - width, 0) + 1)
+            kept &= ~((frames >= start[:, None]) & (frames < (start + width)[:, None]))
+        empty = ~kept.any(axis=1)
+        if empty.any():  # give such clips back one of their real frames, chosen at random
+            for row in np.flatnonzero(empty):
+                kept[row, self.rng.choice(np.flatnonzero(mask[row]))] = True
+        return kept
 
     def next(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         c = self.config
@@ -129,8 +187,10 @@ class _Batches:
         else:
             idx = self.rng.choice(len(self.data), size=c.batch_size, replace=len(self.data) < c.batch_size)
         mask = self.data.mask[idx]
+        if c.frame_dropout > 0 or c.time_mask > 0:
+            mask = self._drop_frames(mask)
         x = np.where(mask[..., None], self.data.x[idx], 128).astype(np.float32)
-        y = self.data.y[idx].astype(np.float32)
+        y = self.targets[idx]
         if c.mixup_alpha > 0:
             lam = self.rng.beta(c.mixup_alpha, c.mixup_alpha, size=len(idx)).astype(np.float32)
             perm = self.rng.permutation(len(idx))
@@ -138,7 +198,8 @@ class _Batches:
             y = lam[:, None] * y + (1 - lam[:, None]) * y[perm]
             mask = mask | mask[perm]
         if c.label_smoothing > 0:
-            y = y * (1 - c.label_smoothing) + 0.5 * c.label_smoothing
+            toward = 0.5 if c.smoothing_target == "half" else self.prior
+            y = y * (1 - c.label_smoothing) + toward * c.label_smoothing
         return x, mask.astype(np.float32), y
 
     def get_state(self) -> dict[str, np.ndarray]:
@@ -162,10 +223,17 @@ def _trajectory_key(config_json: str) -> dict:
     ``progress`` do not touch the weights: a run folder can be moved, and resumed with or without a bar.
     """
     config = json.loads(config_json)
-    ignored = {"snapshots", "out_dir", "progress"}
+    ignored = {"snapshots", "snapshot_average", "out_dir", "progress"}
+    ignored |= {k for k, default in _LATER_DEFAULTS.items() if config.get(k, default) == default}
     if config.get("lr_schedule") == "constant":
         ignored.add("iterations")
     return {k: v for k, v in config.items() if k not in ignored}
+
+
+# Settings added after the first checkpoints were written: at their defaults they leave the trajectory as it
+# was, so checkpoints written without them still resume.
+_LATER_DEFAULTS = {"frame_dropout": 0.0, "time_mask": 0, "input_dropout": 0.0, "smoothing_target": "half",
+                   "teacher": None, "distill_weight": 0.5}
 
 
 def _rng_state(rng: np.random.Generator) -> np.ndarray:
@@ -185,7 +253,8 @@ def predict_arrays(model, x: np.ndarray, mask: np.ndarray, batch_size: int = 200
 class Trainer:
     """One training run over in-memory clips; see the module docstring for what it writes."""
 
-    def __init__(self, config: TrainConfig, train_set: ClipSet, holdout: ClipSet | None):
+    def __init__(self, config: TrainConfig, train_set: ClipSet, holdout: ClipSet | None,
+                 targets: np.ndarray | None = None):
         import keras
         import tensorflow as tf
 
@@ -201,7 +270,7 @@ class Trainer:
                                  max_frames=train_set.x.shape[1])
         self.optimizer = keras.optimizers.Adam(config.learning_rate)
         self.optimizer.build(self.model.trainable_variables)
-        self.batches = _Batches(config, train_set)
+        self.batches = _Batches(config, train_set, targets)
         self.iteration = 0
         self.history: list[dict] = []
         model, optimizer = self.model, self.optimizer
@@ -391,10 +460,38 @@ def select_snapshots(
     preds = [np.load(out / f"iter_{it:06d}.npy").astype(np.float32) for it in its]
     best, best_map = its[-k:], -1.0
     for end in range(k, len(its) + 1):
-        score = compute_metrics(holdout.y, np.mean(preds[end - k : end], axis=0)).mAP
+        if config.snapshot_average == "weights" and k > 1:
+            member = Member(config.model_config(holdout.num_classes),
+                            average_weights([load_snapshot(config.out_dir, it) for it in its[end - k : end]]))
+            window_preds = member.clip_probs(holdout.x.astype(np.float32), holdout.mask)
+        else:
+            window_preds = np.mean(preds[end - k : end], axis=0)
+        score = compute_metrics(holdout.y, window_preds).mAP
         if score > best_map:
             best, best_map = its[end - k : end], score
     return best, best_map
+
+
+def average_weights(snapshots: list[list[np.ndarray]]) -> list[np.ndarray]:
+    """Element-wise mean float32 of several snapshots' weights (same model; batch-norm statistics too)."""
+    return [np.mean([np.asarray(s[j], np.float64) for s in snapshots], axis=0).astype(np.float32)
+            for j in range(len(snapshots[0]))]
+
+
+def teacher_targets(config: TrainConfig, train_set: ClipSet) -> np.ndarray | None:
+    """Training targets float32 [N, C]: the labels, mixed with the teacher head's clip probabilities when
+    ``config.teacher`` is set (None without a teacher)."""
+    if not config.teacher:
+        return None
+    from classifier.pretrained import load_head
+
+    teacher = load_head(config.teacher)
+    if list(teacher.class_names) != list(train_set.class_names):
+        raise TrainError(f"{config.teacher}: the teacher head's classes differ from the training data's")
+    logger.info("scoring %d training clips with the teacher %s", len(train_set), config.teacher)
+    probs = teacher.predict_arrays(train_set.x.astype(np.float32), train_set.mask.astype(np.float32))
+    w = np.float32(config.distill_weight)
+    return (w * probs + (1 - w) * train_set.y).astype(np.float32)
 
 
 def train_clipset(config: TrainConfig, data: ClipSet) -> Path:
@@ -404,10 +501,11 @@ def train_clipset(config: TrainConfig, data: ClipSet) -> Path:
     if len(data) == 0 or not data.y.any():
         raise TrainError(f"{config.train_data or 'the training data'}: no clip has a label; nothing to learn "
                          "(check the labels, or that the labels CSV ids match the clips)")
+    config.check()
     train_set, holdout = split_holdout(config, data)
     with FolderLock(config.out_dir):  # one run per run folder (the CLI has taken it already, maybe waiting)
         remove_stale_temporaries(Path(config.out_dir), recursive=True)  # left by a killed run
-        trainer = Trainer(config, train_set, holdout)
+        trainer = Trainer(config, train_set, holdout, teacher_targets(config, train_set))
         trainer.run()
         chosen, holdout_map = select_snapshots(config, trainer.history, holdout)
         out_dir = Path(config.out_dir)
@@ -421,7 +519,9 @@ def train_clipset(config: TrainConfig, data: ClipSet) -> Path:
             "train_counts": train_set.class_counts().tolist(),
         }
         member = config.model_config(data.num_classes)
-        path = save_head(out_dir / "head.npz", [member] * len(chosen), weights, data.class_names,
+        if config.snapshot_average == "weights":
+            weights = [average_weights(weights)]
+        path = save_head(out_dir / "head.npz", [member] * len(weights), weights, data.class_names,
                          name=out_dir.name, info=info)
         logger.info("head from iterations %s (held-out mAP %.4f) written to %s", chosen, holdout_map, path)
         return path

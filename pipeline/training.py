@@ -14,6 +14,8 @@ import json
 import sys
 from pathlib import Path
 
+from classifier.inference import MODEL_KINDS
+
 
 def features_source(path: str | Path) -> str:
     """What the readers should open for FEATURES: an extract folder's embeddings.h5, else FEATURES itself."""
@@ -47,7 +49,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "--model",
         dest="kind",
         default=None,
-        choices=("average", "max", "single_attention", "multi_attention", "feature_attention"),
+        choices=MODEL_KINDS,
     )
     parser.add_argument("--iterations", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=None)
@@ -73,6 +75,30 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mixup-alpha", type=float, default=None, help="mixup Beta(alpha, alpha); 0 = off")
     parser.add_argument(
         "--label-smoothing", type=float, default=None, help="targets become y(1 - s) + s/2; 0 = off"
+    )
+    parser.add_argument(
+        "--smoothing-target", default=None, choices=("half", "prior"),
+        help="label smoothing toward 0.5 (half) or toward each class's frequency (prior)",
+    )
+    parser.add_argument(
+        "--frame-dropout", type=float, default=None, help="drop each 1-s frame with this probability"
+    )
+    parser.add_argument(
+        "--time-mask", type=int, default=None, help="mask up to N consecutive frames per clip"
+    )
+    parser.add_argument(
+        "--input-dropout", type=float, default=None, help="dropout on the 128 embedding dimensions"
+    )
+    parser.add_argument(
+        "--teacher", default=None, metavar="HEAD",
+        help="distil: mix this head's probabilities on the training clips into the targets",
+    )
+    parser.add_argument(
+        "--distill-weight", type=float, default=None, help="teacher's share of the targets (0.5)"
+    )
+    parser.add_argument(
+        "--snapshot-average", default=None, choices=("predictions", "weights"),
+        help="combine the chosen snapshots as members (predictions) or as one member of mean weights",
     )
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--no-progress", action="store_true")
@@ -127,6 +153,13 @@ def _overrides(args: argparse.Namespace) -> dict[str, object]:
         "snapshots",
         "mixup_alpha",
         "label_smoothing",
+        "smoothing_target",
+        "frame_dropout",
+        "time_mask",
+        "input_dropout",
+        "teacher",
+        "distill_weight",
+        "snapshot_average",
         "seed",
     )
     values = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
