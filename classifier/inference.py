@@ -17,17 +17,51 @@ from collections.abc import Sequence
 
 import numpy as np
 
-MODEL_KINDS = ("average", "max", "linear_softmax", "single_attention", "multi_attention", "feature_attention")
+MODEL_KINDS = ("average", "max", "linear_softmax", "single_attention", "multi_attention", "feature_attention",
+               "transformer")
 DECISION_LEVEL_KINDS = ("average", "max", "linear_softmax", "single_attention", "multi_attention")
 EMBEDDING_SIZE = 128
 ATTENTION_EPS = 1e-7  # attention weights are clipped to [eps, 1 - eps]; pooled sums divided by >= eps
 BATCH_NORM_EPSILON = 1e-3  # Keras' BatchNormalization default, which the models use
+LAYER_NORM_EPSILON = 1e-6  # the transformer blocks' LayerNormalization
+TRANSFORMER_NUM_HEADS = 8  # default attention heads per transformer block
+TRANSFORMER_LAYERS = 1  # default number of transformer encoder blocks
+TRANSFORMER_FFN_FACTOR = 2  # the position-wise feed-forward's inner width, in multiples of hidden_units
+POSITION_BASE = 10000.0  # the sinusoidal position encodings' longest wavelength, / 2 pi (Vaswani et al.)
 _BN_PARAMS = ("gamma", "beta", "moving_mean", "moving_variance")
+_LN_PARAMS = ("gamma", "beta")
+_MHA_PARTS = ("query", "key", "value")
+_MASKED_SCORE = -1e9  # attention score given to padded frames (as Keras' masked softmax)
+
+
+def check_transformer(hidden_units: int, num_heads: int, transformer_layers: int) -> None:
+    """ValueError unless a transformer member's settings fit: num_heads >= 1 dividing hidden_units, and
+    transformer_layers >= 1."""
+    if num_heads < 1 or hidden_units % num_heads:
+        raise ValueError(f"num_heads must be >= 1 and divide hidden_units ({hidden_units}), got {num_heads}")
+    if transformer_layers < 1:
+        raise ValueError(f"transformer_layers must be >= 1, got {transformer_layers}")
+
+
+def position_frequencies(width: int) -> tuple[np.ndarray, np.ndarray]:
+    """(frequencies float32 [width], odd bool [width]) of the sinusoidal position encodings: unit j of frame
+    t gets sin(t * f_j) (even j) or cos(t * f_j) (odd j), f_j = POSITION_BASE ** (-2 * (j // 2) / width)."""
+    units = np.arange(width)
+    frequencies = POSITION_BASE ** (-2.0 * (units // 2) / width)
+    return frequencies.astype(np.float32), units % 2 == 1
+
+
+def sinusoidal_positions(frames: int, width: int) -> np.ndarray:
+    """The position encodings float32 [frames, width] (see :func:`position_frequencies`)."""
+    frequencies, odd = position_frequencies(width)
+    angles = np.arange(frames, dtype=np.float32)[:, None] * frequencies
+    return np.where(odd, np.cos(angles), np.sin(angles)).astype(np.float32)
 
 
 def weight_layout(kind: str, num_classes: int = 527, *, hidden_units: int = 1024, num_layers: int = 3,
                   dropout: float = 0.5, attention: str = "sigmoid", input_dropout: float = 0.0,
-                  max_frames: int | None = None) -> list[tuple[str, tuple[int, ...]]]:
+                  max_frames: int | None = None, num_heads: int = TRANSFORMER_NUM_HEADS,
+                  transformer_layers: int = TRANSFORMER_LAYERS) -> list[tuple[str, tuple[int, ...]]]:
     """(name, shape) of each weight of a member, in ``model.weights`` order (names as Keras' paths).
 
     Takes a member config's keywords (those of build_model); ValueError/TypeError for a bad config.
@@ -39,6 +73,8 @@ def weight_layout(kind: str, num_classes: int = 527, *, hidden_units: int = 1024
         raise ValueError("multi_attention needs num_layers >= 2")
     if attention not in ("sigmoid", "softmax"):
         raise ValueError(f"attention must be 'sigmoid' or 'softmax', got {attention!r}")
+    if kind == "transformer":
+        check_transformer(hidden_units, num_heads, transformer_layers)
     h, c = hidden_units, num_classes
     layout: list[tuple[str, tuple[int, ...]]] = []
 
@@ -47,6 +83,9 @@ def weight_layout(kind: str, num_classes: int = 527, *, hidden_units: int = 1024
 
     def batch_norm(name: str, width: int) -> None:
         layout.extend((f"{name}/{p}", (width,)) for p in _BN_PARAMS)
+
+    def layer_norm(name: str) -> None:
+        layout.extend((f"{name}/{p}", (h,)) for p in _LN_PARAMS)
 
     for i in range(num_layers):
         dense(f"dense{i + 1}", EMBEDDING_SIZE if i == 0 else h, h)
@@ -62,6 +101,19 @@ def weight_layout(kind: str, num_classes: int = 527, *, hidden_units: int = 1024
             dense(f"att{level}", h, c)
         dense("fuse", 2 * c, c)
     else:
+        if kind == "transformer":
+            head_size = h // num_heads
+            for b in range(1, transformer_layers + 1):
+                layer_norm(f"ln_att{b}")
+                for part in _MHA_PARTS:
+                    layout.extend([(f"mha{b}/{part}/kernel", (h, num_heads, head_size)),
+                                   (f"mha{b}/{part}/bias", (num_heads, head_size))])
+                layout.extend([(f"mha{b}/attention_output/kernel", (num_heads, head_size, h)),
+                               (f"mha{b}/attention_output/bias", (h,))])
+                layer_norm(f"ln_ffn{b}")
+                dense(f"ffn{b}_in", h, TRANSFORMER_FFN_FACTOR * h)
+                dense(f"ffn{b}_out", TRANSFORMER_FFN_FACTOR * h, h)
+            layer_norm("ln_final")
         dense("feat_cla", h, h)
         dense("feat_att", h, h)
         batch_norm("bn_pool", h)
@@ -113,12 +165,38 @@ class Member:
         self._dense = {}  # the other dense layers: name -> (kernel, bias) float32
         for name, _ in layout:
             layer, part = name.rsplit("/", 1)
-            if part == "kernel" and not layer.startswith("dense"):
+            if part == "kernel" and not layer.startswith(("dense", "mha")):
                 self._dense[layer] = (np.asarray(named[name], np.float32),
                                       np.asarray(named[f"{layer}/bias"], np.float32))
-        if self.kind == "feature_attention":
+        if self.kind in ("feature_attention", "transformer"):
             self._pool_norm = tuple(p.astype(np.float32)
                                     for p in _batch_norm_scale([named[f"bn_pool/{p}"] for p in _BN_PARAMS]))
+        if self.kind == "transformer":
+            self._setup_transformer(config, named)
+
+    def _setup_transformer(self, config: dict, named: dict[str, np.ndarray]) -> None:
+        """Per block: LayerNorm parameters, the query/key/value projections fused into one [H, 3H] matrix
+        (query columns pre-scaled by 1/sqrt(head size), as Keras scales the projected query) and the output
+        projection [H, H]."""
+        self.num_heads: int = config.get("num_heads", TRANSFORMER_NUM_HEADS)
+        self._layer_norms = {}  # name -> (gamma, beta) float32 [H]
+        for name in named:
+            layer, part = name.rsplit("/", 1)
+            if layer.startswith("ln_") and part == "gamma":
+                self._layer_norms[layer] = tuple(np.asarray(named[f"{layer}/{p}"], np.float32)
+                                                 for p in _LN_PARAMS)
+        self._attention = []  # per block: qkv kernel [H, 3H], qkv bias [3H], out kernel [H, H], out bias [H]
+        for b in range(1, config.get("transformer_layers", TRANSFORMER_LAYERS) + 1):
+            width, _, head_size = named[f"mha{b}/query/kernel"].shape
+            kernels, biases = [], []
+            for part in _MHA_PARTS:
+                factor = np.float32(1.0 / np.sqrt(head_size) if part == "query" else 1.0)
+                kernel = np.asarray(named[f"mha{b}/{part}/kernel"], np.float32).reshape(width, -1)
+                kernels.append(kernel * factor)
+                biases.append(np.asarray(named[f"mha{b}/{part}/bias"], np.float32).reshape(-1) * factor)
+            out_kernel = np.asarray(named[f"mha{b}/attention_output/kernel"], np.float32).reshape(-1, width)
+            self._attention.append((np.concatenate(kernels, axis=1), np.concatenate(biases), out_kernel,
+                                    np.asarray(named[f"mha{b}/attention_output/bias"], np.float32)))
 
     @property
     def has_frames(self) -> bool:
@@ -146,6 +224,43 @@ class Member:
             hidden.append(h.reshape(batch, frames, -1))
         return hidden
 
+    def _layer_norm(self, name: str, h: np.ndarray) -> np.ndarray:
+        """LayerNormalization `name` over the last axis of float32 h [..., H]."""
+        gamma, beta = self._layer_norms[name]
+        centred = h - h.mean(axis=-1, keepdims=True)
+        variance = np.square(centred).mean(axis=-1, keepdims=True)
+        centred *= gamma / np.sqrt(variance + np.float32(LAYER_NORM_EPSILON))
+        centred += beta
+        return centred
+
+    def _self_attention(self, block: int, h: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Multi-head self-attention of block `block` (0-based) over h [B, T, H]; padded frames (mask 0) are
+        never attended to. Batched matrix products over clips and heads; returns [B, T, H]."""
+        qkv_kernel, qkv_bias, out_kernel, out_bias = self._attention[block]
+        batch, frames, width = h.shape
+        qkv = h.reshape(-1, width) @ qkv_kernel
+        qkv += qkv_bias
+        # [B*T, 3*heads*size] -> 3 x [B, heads, T, size]
+        query, key, value = qkv.reshape(batch, frames, 3, self.num_heads, -1).transpose(2, 0, 3, 1, 4)
+        scores = query @ key.transpose(0, 1, 3, 2)  # [B, heads, T(query), T(key)]
+        scores += np.where(mask > 0, np.float32(0.0), np.float32(_MASKED_SCORE))[:, None, None, :]
+        scores -= scores.max(axis=-1, keepdims=True)
+        np.exp(scores, out=scores)
+        scores /= scores.sum(axis=-1, keepdims=True)
+        context = (scores @ value).transpose(0, 2, 1, 3).reshape(batch * frames, -1)  # [B*T, heads*size]
+        out = context @ out_kernel
+        out += out_bias
+        return out.reshape(batch, frames, width)
+
+    def _transformer(self, top: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Position encodings, the pre-LN encoder blocks and the final LayerNorm over [B, T, H]."""
+        h = top + sinusoidal_positions(top.shape[1], top.shape[2])
+        for block in range(len(self._attention)):
+            h = h + self._self_attention(block, self._layer_norm(f"ln_att{block + 1}", h), mask)
+            inner = self._apply(f"ffn{block + 1}_in", self._layer_norm(f"ln_ffn{block + 1}", h))
+            h = h + self._apply(f"ffn{block + 1}_out", np.maximum(inner, 0.0, out=inner))
+        return self._layer_norm("ln_final", h)
+
     def _pool(self, values: np.ndarray, logits: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Attention pooling over time: [B, T, D] values and logits, mask [B, T] -> [B, D]."""
         m = mask[..., None]
@@ -165,7 +280,9 @@ class Member:
             pooled = [self._pool(_sigmoid(self._apply(f"cla{level}", h)), self._apply(f"att{level}", h), mask)
                       for level, h in ((1, hidden[-2]), (2, hidden[-1]))]
             return _sigmoid(self._apply("fuse", np.concatenate(pooled, axis=-1)))
-        if self.kind == "feature_attention":
+        if self.kind in ("feature_attention", "transformer"):
+            if self.kind == "transformer":
+                top = self._transformer(top, mask)
             pooled = self._pool(self._apply("feat_cla", top), self._apply("feat_att", top), mask)
             scale, shift = self._pool_norm
             return _sigmoid(self._apply("clip_probs", np.maximum(pooled * scale + shift, 0.0)))
@@ -182,7 +299,7 @@ class Member:
 
     def frame_probs(self, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Frame probabilities float32 [B, T, C] of a decision-level member (for multi_attention: the fusion
-        layer applied to both levels' frame probabilities); ValueError for feature_attention."""
+        layer applied to both levels' frame probabilities); ValueError for the kinds without frames."""
         if not self.has_frames:
             raise ValueError(f"model kind {self.kind!r} has no frame-level output")
         hidden = self._trunk(x, np.asarray(mask, np.float32))

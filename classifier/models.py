@@ -12,7 +12,11 @@ every frame with a sigmoid layer and pool the frame probabilities over time ("li
 sum p^2 / sum p, the pooling that localized best in Wang et al. 2019, "A comparison of five multiple
 instance learning pooling functions for sound event detection with weak labeling"); :func:`frame_model`
 exposes those frame-level probabilities [B, T, C].  "feature_attention" pools the last hidden layer with
-attention and classifies the pooled vector, so it has no frame-level output.
+attention and classifies the pooled vector, so it has no frame-level output.  "transformer" adds fixed
+sinusoidal position encodings to the last hidden layer and runs ``transformer_layers`` pre-LN transformer
+encoder blocks over the frames (``num_heads``-head self-attention that never attends to padded frames, a
+position-wise feed-forward of 2 x hidden_units) before feature_attention's pooling and classifier; it has
+no frame-level output either.
 """
 
 from __future__ import annotations
@@ -25,7 +29,13 @@ from classifier.inference import (
     BATCH_NORM_EPSILON,
     DECISION_LEVEL_KINDS,
     EMBEDDING_SIZE,
+    LAYER_NORM_EPSILON,
     MODEL_KINDS,
+    TRANSFORMER_FFN_FACTOR,
+    TRANSFORMER_LAYERS,
+    TRANSFORMER_NUM_HEADS,
+    check_transformer,
+    position_frequencies,
 )
 
 __all__ = ["DECISION_LEVEL_KINDS", "EMBEDDING_SIZE", "MODEL_KINDS", "build_model", "frame_model"]
@@ -81,6 +91,19 @@ class AttentionPooling(layers.Layer):
         return {**super().get_config(), "attention": self.attention}
 
 
+class SinusoidalPositions(layers.Layer):
+    """Adds fixed sinusoidal position encodings (Vaswani et al. 2017) to [B, T, D], any T; no weights.
+
+    Encoding of frame t, unit j: sin(t * f_j) for even j, cos(t * f_j) for odd j, with the frequencies of
+    :func:`classifier.inference.position_frequencies` (float32, as the numpy forward pass computes them).
+    """
+
+    def call(self, values):
+        frequencies, odd = position_frequencies(values.shape[-1])
+        angles = ops.expand_dims(ops.cast(ops.arange(ops.shape(values)[1]), "float32"), -1) * frequencies
+        return values + ops.where(odd, ops.cos(angles), ops.sin(angles))
+
+
 def _trunk(x, mask, hidden_units: int, num_layers: int, dropout: float, input_dropout: float) -> list:
     """Scale, drop embedding dimensions (training only), zero padded frames, then the per-frame MLP;
     returns every hidden layer's output [B, T, H]."""
@@ -98,6 +121,37 @@ def _trunk(x, mask, hidden_units: int, num_layers: int, dropout: float, input_dr
     return hidden
 
 
+def _transformer_blocks(h, mask, blocks: int, num_heads: int, dropout: float):
+    """Position encodings, then ``blocks`` pre-LN encoder blocks and a final LayerNorm over [B, T, H] frames:
+    h += Dropout(MHA(LN(h))) with padded frames masked out as keys; h += Dropout(FFN(LN(h))), FFN =
+    Dense(2H, ReLU) -> Dense(H). Returns [B, T, H]."""
+    width = h.shape[-1]
+    keys = ops.expand_dims(mask > 0.5, 1)  # [B, 1, T]: every query may attend to the real frames only
+    h = SinusoidalPositions(name="positions")(h)
+    for b in range(1, blocks + 1):
+        a = layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON, name=f"ln_att{b}")(h)
+        attention = layers.MultiHeadAttention(num_heads, width // num_heads, name=f"mha{b}")
+        a = attention(a, a, attention_mask=keys)
+        h = h + layers.Dropout(dropout, name=f"dropout_att{b}")(a)
+        f = layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON, name=f"ln_ffn{b}")(h)
+        f = layers.Dense(TRANSFORMER_FFN_FACTOR * width, activation="relu", name=f"ffn{b}_in")(f)
+        f = layers.Dense(width, name=f"ffn{b}_out")(f)
+        h = h + layers.Dropout(dropout, name=f"dropout_ffn{b}")(f)
+    return layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON, name="ln_final")(h)
+
+
+def _feature_attention_classifier(top, mask, num_classes: int, attention: str, dropout: float):
+    """Attention pooling of [B, T, H] frames into [B, H] -> BN -> ReLU -> Dropout -> sigmoid [B, C]."""
+    width = top.shape[-1]
+    values = layers.Dense(width, name="feat_cla")(top)
+    logits = layers.Dense(width, name="feat_att")(top)
+    h = AttentionPooling(attention, name="pool")(values, logits, mask)
+    h = layers.BatchNormalization(epsilon=BATCH_NORM_EPSILON, name="bn_pool")(h)
+    h = layers.ReLU(name="relu_pool")(h)
+    h = layers.Dropout(dropout, name="dropout_pool")(h)
+    return layers.Dense(num_classes, activation="sigmoid", name="clip_probs")(h)
+
+
 def build_model(
     kind: str,
     num_classes: int = 527,
@@ -108,16 +162,21 @@ def build_model(
     attention: str = "sigmoid",
     input_dropout: float = 0.0,
     max_frames: int | None = None,
+    num_heads: int = TRANSFORMER_NUM_HEADS,
+    transformer_layers: int = TRANSFORMER_LAYERS,
 ) -> keras.Model:
     """Build an (untrained) model of ``kind`` (one of MODEL_KINDS); see the module docstring for I/O.
 
     ``input_dropout`` drops embedding dimensions of every frame while training (no weights; inference
-    ignores it). ``max_frames`` fixes T in the input shape (None accepts any length).
+    ignores it). ``max_frames`` fixes T in the input shape (None accepts any length). ``num_heads`` and
+    ``transformer_layers`` shape the "transformer" kind only (hidden_units must be a multiple of num_heads).
     """
     if kind not in MODEL_KINDS:
         raise ValueError(f"unknown model kind {kind!r}; expected one of {MODEL_KINDS}")
     if kind == "multi_attention" and num_layers < 2:
         raise ValueError("multi_attention needs num_layers >= 2")
+    if kind == "transformer":
+        check_transformer(hidden_units, num_heads, transformer_layers)
     x = keras.Input((max_frames, EMBEDDING_SIZE), name="x")
     mask = keras.Input((max_frames,), name="mask")
     hidden = _trunk(x, mask, hidden_units, num_layers, dropout, input_dropout)
@@ -141,13 +200,9 @@ def build_model(
             pooled.append(AttentionPooling(attention, name=f"pool{level}")(cla, logits, mask))
         out = layers.Dense(num_classes, activation="sigmoid", name="fuse")(layers.Concatenate()(pooled))
     else:
-        values = layers.Dense(hidden_units, name="feat_cla")(top)
-        logits = layers.Dense(hidden_units, name="feat_att")(top)
-        h = AttentionPooling(attention, name="pool")(values, logits, mask)
-        h = layers.BatchNormalization(epsilon=BATCH_NORM_EPSILON, name="bn_pool")(h)
-        h = layers.ReLU(name="relu_pool")(h)
-        h = layers.Dropout(dropout, name="dropout_pool")(h)
-        out = layers.Dense(num_classes, activation="sigmoid", name="clip_probs")(h)
+        if kind == "transformer":
+            top = _transformer_blocks(top, mask, transformer_layers, num_heads, dropout)
+        out = _feature_attention_classifier(top, mask, num_classes, attention, dropout)
     return keras.Model({"x": x, "mask": mask}, out, name=kind)
 
 
@@ -156,7 +211,7 @@ def frame_model(model: keras.Model) -> keras.Model:
 
     For "multi_attention" the frame score applies the fusion layer to the two levels' frame probabilities
     (the clip output applies it to their attention-pooled values).  Raises ValueError for
-    "feature_attention", which has no frame-level output.
+    "feature_attention" and "transformer", which have no frame-level output.
     """
     if model.name not in DECISION_LEVEL_KINDS:
         raise ValueError(f"model kind {model.name!r} has no frame-level output")

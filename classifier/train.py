@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from classifier.clipset import ClipSet
-from classifier.inference import Member
+from classifier.inference import TRANSFORMER_LAYERS, TRANSFORMER_NUM_HEADS, Member, check_transformer
 from classifier.sampling import BalancedSampler, holdout_split
 from safeio.artifacts import BrokenFileError, read_npz
 from safeio.atomic import atomic_output, remove_stale_temporaries
@@ -75,6 +75,8 @@ class TrainConfig:
     teacher: a head file (an ensemble) whose clip probabilities on the training clips are mixed into the
         targets with weight ``distill_weight`` (knowledge distillation; the held-out part is never scored
         by the teacher for training).
+    num_heads, transformer_layers: attention heads per block and number of encoder blocks of the
+        "transformer" kind (only for that kind; hidden_units must be a multiple of num_heads).
     """
 
     train_data: str = ""
@@ -102,6 +104,8 @@ class TrainConfig:
     smoothing_target: str = "half"
     teacher: str | None = None
     distill_weight: float = 0.5
+    num_heads: int = TRANSFORMER_NUM_HEADS
+    transformer_layers: int = TRANSFORMER_LAYERS
     snapshots: int = 1
     snapshot_average: str = "predictions"
     seed: int = 0
@@ -113,6 +117,8 @@ class TrainConfig:
                   "num_layers": self.num_layers, "dropout": self.dropout, "attention": self.attention}
         if self.input_dropout > 0:  # only in configs that use it, so older heads keep their exact configs
             config["input_dropout"] = self.input_dropout
+        if self.kind == "transformer":
+            config |= {"num_heads": self.num_heads, "transformer_layers": self.transformer_layers}
         return config
 
     def check(self) -> None:
@@ -130,6 +136,14 @@ class TrainConfig:
         if self.snapshot_average not in ("predictions", "weights"):
             raise TrainError("snapshot_average must be 'predictions' or 'weights', "
                              f"got {self.snapshot_average!r}")
+        if self.kind == "transformer":
+            try:
+                check_transformer(self.hidden_units, self.num_heads, self.transformer_layers)
+            except ValueError as exc:
+                raise TrainError(f"transformer: {exc}") from None
+        elif (self.num_heads, self.transformer_layers) != (TRANSFORMER_NUM_HEADS, TRANSFORMER_LAYERS):
+            raise TrainError(f"num_heads and transformer_layers apply to the transformer kind only, not to "
+                             f"{self.kind!r}")
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -233,7 +247,8 @@ def _trajectory_key(config_json: str) -> dict:
 # Settings added after the first checkpoints were written: at their defaults they leave the trajectory as it
 # was, so checkpoints written without them still resume.
 _LATER_DEFAULTS = {"frame_dropout": 0.0, "time_mask": 0, "input_dropout": 0.0, "smoothing_target": "half",
-                   "teacher": None, "distill_weight": 0.5}
+                   "teacher": None, "distill_weight": 0.5, "num_heads": TRANSFORMER_NUM_HEADS,
+                   "transformer_layers": TRANSFORMER_LAYERS}
 
 
 def _rng_state(rng: np.random.Generator) -> np.ndarray:

@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from classifier.inference import MODEL_KINDS
+from classifier.inference import MODEL_KINDS, TRANSFORMER_LAYERS, TRANSFORMER_NUM_HEADS
 
 
 def features_source(path: str | Path) -> str:
@@ -61,6 +61,15 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hidden-units", type=int, default=None)
     parser.add_argument("--num-layers", type=int, default=None)
     parser.add_argument("--dropout", type=float, default=None)
+    parser.add_argument(
+        "--num-heads", type=int, default=None,
+        help=f"--model transformer: attention heads per block ({TRANSFORMER_NUM_HEADS}); must divide "
+        "--hidden-units",
+    )
+    parser.add_argument(
+        "--transformer-layers", type=int, default=None,
+        help=f"--model transformer: encoder blocks over the frames ({TRANSFORMER_LAYERS})",
+    )
     parser.add_argument(
         "--holdout-fraction",
         type=float,
@@ -147,6 +156,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, object]:
         "hidden_units",
         "num_layers",
         "dropout",
+        "num_heads",
+        "transformer_layers",
         "holdout_fraction",
         "eval_every",
         "checkpoint_every",

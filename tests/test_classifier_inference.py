@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from classifier.inference import MODEL_KINDS, Member, weight_layout
+from classifier.inference import MODEL_KINDS, Member, sinusoidal_positions, weight_layout
 
 C = 7
 TOLERANCE = 1e-5
@@ -16,8 +16,14 @@ TOLERANCE = 1e-5
 CONFIGS = [{"kind": kind, "num_classes": C, "hidden_units": 32, "num_layers": 3} for kind in MODEL_KINDS] + [
     {"kind": kind, "num_classes": C, "hidden_units": units, "num_layers": layers, "attention": "softmax"}
     for kind, units, layers in (("single_attention", 32, 1), ("multi_attention", 24, 2),
-                                ("feature_attention", 16, 2))
+                                ("feature_attention", 16, 2), ("transformer", 24, 1))
+] + [
+    {"kind": "transformer", "num_classes": C, "hidden_units": 32, "num_layers": 1, "num_heads": 4},
+    {"kind": "transformer", "num_classes": C, "hidden_units": 24, "num_layers": 2, "num_heads": 3,
+     "transformer_layers": 2, "dropout": 0.1},
 ]
+TRANSFORMER = {"kind": "transformer", "num_classes": C, "hidden_units": 16, "num_layers": 1, "num_heads": 4,
+               "transformer_layers": 2}
 
 
 def _inputs(rng: np.random.Generator, n: int = 12, t: int = 10) -> tuple[np.ndarray, np.ndarray]:
@@ -53,7 +59,8 @@ def _trained_like(config: dict, seed: int):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: f"{c['kind']}-{c.get('attention', 'sigmoid')}")
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: f"{c['kind']}-{c.get('attention', 'sigmoid')}-"
+                                                         f"{c['hidden_units']}")
 def test_numpy_forward_equals_keras(config: dict) -> None:
     from classifier.models import frame_model
 
@@ -81,6 +88,10 @@ def test_bad_configs_and_weights_are_rejected() -> None:
         weight_layout("average", widths=3)
     with pytest.raises(ValueError, match="num_layers >= 2"):
         weight_layout("multi_attention", num_layers=1)
+    with pytest.raises(ValueError, match=r"num_heads must be >= 1 and divide hidden_units \(32\), got 5"):
+        weight_layout("transformer", hidden_units=32, num_heads=5)
+    with pytest.raises(ValueError, match="transformer_layers must be >= 1"):
+        weight_layout("transformer", hidden_units=32, transformer_layers=0)
     config = {"kind": "average", "num_classes": C, "hidden_units": 8, "num_layers": 1}
     weights = [np.zeros(shape, np.float32) for _, shape in weight_layout(**config)]
     Member(config, weights)
@@ -88,6 +99,67 @@ def test_bad_configs_and_weights_are_rejected() -> None:
         Member(config, weights[:-1])
     with pytest.raises(ValueError, match="frame_probs/bias has shape"):
         Member(config, [*weights[:-1], np.zeros(C + 1, np.float32)])
+
+
+def _random_member(config: dict, seed: int = 0) -> Member:
+    """A numpy member with random weights (positive variances), without Keras."""
+    rng = np.random.default_rng(seed)
+    weights = []
+    for name, shape in weight_layout(**config):
+        if name.endswith("moving_variance"):
+            weights.append(rng.uniform(0.2, 3.0, shape))
+        else:
+            weights.append(rng.normal(0, 1.0 / np.sqrt(shape[0]) if len(shape) > 1 else 0.5, shape))
+    return Member(config, [w.astype(np.float32) for w in weights])
+
+
+def test_sinusoidal_positions_follow_vaswani() -> None:
+    pe = sinusoidal_positions(10, 6)
+    assert pe.dtype == np.float32 and pe.shape == (10, 6)
+    t = np.arange(10)[:, None]
+    for i in range(3):  # units 2i and 2i + 1: sin and cos of t / 10000^(2i / 6)
+        np.testing.assert_allclose(pe[:, [2 * i]], np.sin(t / 10000 ** (2 * i / 6)), atol=1e-6)
+        np.testing.assert_allclose(pe[:, [2 * i + 1]], np.cos(t / 10000 ** (2 * i / 6)), atol=1e-6)
+    np.testing.assert_array_equal(sinusoidal_positions(3, 6), pe[:3])  # a prefix for shorter clips
+
+
+def test_transformer_ignores_padding_and_takes_any_length() -> None:
+    member = _random_member(TRANSFORMER)
+    rng = np.random.default_rng(4)
+    x = rng.integers(0, 256, (5, 10, 128)).astype(np.float32)
+    lengths = np.array([10, 1, 4, 7, 2])
+    mask = (np.arange(10)[None, :] < lengths[:, None]).astype(np.float32)
+    probs = member.clip_probs(x, mask)
+    assert probs.shape == (5, C) and probs.std() > 0.02
+    noisy = np.where(mask[..., None] > 0, x, rng.integers(0, 256, x.shape)).astype(np.float32)
+    np.testing.assert_allclose(member.clip_probs(noisy, mask), probs, rtol=0, atol=1e-6)
+    for row, length in enumerate(lengths):  # a clip alone, without padding (T = 1 included)
+        alone = member.clip_probs(x[row : row + 1, :length], np.ones((1, length), np.float32))
+        np.testing.assert_allclose(alone[0], probs[row], rtol=0, atol=1e-6)
+
+
+def test_transformer_depends_on_frame_order_unlike_feature_attention() -> None:
+    """The position encodings make the transformer see the order of the frames; without them self-attention
+    and pooling are order-free (as feature attention is, to float32 rounding)."""
+    x = np.random.default_rng(5).integers(0, 256, (3, 10, 128)).astype(np.float32)
+    mask = np.ones((3, 10), np.float32)
+    reversed_x = x[:, ::-1]
+    transformer = _random_member(TRANSFORMER)
+    assert np.abs(transformer.clip_probs(reversed_x, mask) - transformer.clip_probs(x, mask)).max() > 1e-4
+    feature = _random_member(TRANSFORMER | {"kind": "feature_attention"})
+    np.testing.assert_allclose(feature.clip_probs(reversed_x, mask), feature.clip_probs(x, mask), atol=1e-6)
+
+
+@pytest.mark.slow
+def test_transformer_equals_keras_on_one_frame_and_short_clips() -> None:
+    model = _trained_like(TRANSFORMER, seed=2)
+    member = Member(TRANSFORMER, [np.asarray(w) for w in model.weights])
+    rng = np.random.default_rng(6)
+    for frames in (1, 3):
+        x = rng.integers(0, 256, (4, frames, 128)).astype(np.float32)
+        mask = np.ones((4, frames), np.float32)
+        expected = np.asarray(model({"x": x, "mask": mask}, training=False))
+        np.testing.assert_allclose(member.clip_probs(x, mask), expected, rtol=0, atol=TOLERANCE)
 
 
 @pytest.mark.slow
