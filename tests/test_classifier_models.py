@@ -50,9 +50,10 @@ def test_frame_level_output_shape(kind):
     assert np.all((frames >= 0) & (frames <= 1))
 
 
-def test_feature_attention_has_no_frame_output():
+@pytest.mark.parametrize("kind", sorted(set(MODEL_KINDS) - set(DECISION_LEVEL_KINDS)))
+def test_clip_level_kinds_have_no_frame_output(kind):
     with pytest.raises(ValueError, match="no frame-level output"):
-        frame_model(_tiny("feature_attention"))
+        frame_model(_tiny(kind))
 
 
 @pytest.mark.parametrize("kind", MODEL_KINDS)
@@ -100,7 +101,19 @@ def test_pooling_matches_frame_probabilities(kind):
 
 def test_unknown_kind_rejected():
     with pytest.raises(ValueError, match="unknown model kind"):
-        build_model("transformer")
+        build_model("lstm")
+
+
+def test_transformer_settings_are_checked_and_shape_its_blocks():
+    with pytest.raises(ValueError, match="num_heads must be >= 1 and divide hidden_units"):
+        build_model("transformer", C, hidden_units=16, num_heads=3)
+    with pytest.raises(ValueError, match="transformer_layers must be >= 1"):
+        build_model("transformer", C, hidden_units=16, transformer_layers=0)
+    model = build_model("transformer", C, hidden_units=16, num_layers=1, num_heads=2, transformer_layers=3)
+    attention = [layer for layer in model.layers if layer.name.startswith("mha")]
+    assert [layer.name for layer in attention] == ["mha1", "mha2", "mha3"]
+    query_kernel = model.get_layer("mha2").get_weights()[0]
+    assert query_kernel.shape == (16, 2, 8)  # [H, heads, H / heads]
 
 
 def _member_config(kind: str) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 
 import numpy as np
 import pytest
@@ -203,3 +204,45 @@ def test_constant_lr_run_can_be_extended(tmp_path):
     assert [r["iteration"] for r in extended.history] == [2, 4, 6]
     for a, b in zip(straight.model.variables, extended.model.variables, strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.mark.slow
+def test_tiny_transformer_trains_and_its_head_keeps_its_settings(tmp_path):
+    from classifier.pretrained import load_head
+    from classifier.train import train_clipset
+
+    data = _toy_clipset(n=200)
+    config = _config(tmp_path, kind="transformer", num_heads=4, transformer_layers=2, iterations=20,
+                     learning_rate=1e-2, dropout=0.1)
+    head = load_head(train_clipset(config, data))
+    with open(tmp_path / "run" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert float(rows[-1]["train_loss"]) < 0.8 * float(rows[0]["train_loss"])
+    assert float(rows[-1]["holdout_mAP"]) > 0.9
+    assert head.member_configs[0] == {
+        "kind": "transformer", "num_classes": 4, "hidden_units": 16, "num_layers": 3, "dropout": 0.1,
+        "attention": "sigmoid", "num_heads": 4, "transformer_layers": 2}
+    assert head.predict_clips([data.clips()[0][:1], data.clips()[1]]).shape == (2, 4)  # 1 frame works
+
+
+def test_transformer_settings_enter_only_transformer_configs_and_old_checkpoints_still_match(tmp_path):
+    import json
+
+    from classifier.train import TrainError, _trajectory_key
+
+    assert "num_heads" not in _config(tmp_path).model_config(4)  # older kinds' head configs stay as they were
+    member = _config(tmp_path, kind="transformer", num_heads=2).model_config(4)
+    assert (member["num_heads"], member["transformer_layers"]) == (2, 1)
+    with pytest.raises(TrainError, match=r"transformer: num_heads must be >= 1 and divide hidden_units"):
+        _config(tmp_path, kind="transformer", num_heads=3).check()
+    with pytest.raises(TrainError, match="apply to the transformer kind only, not to 'single_attention'"):
+        _config(tmp_path, transformer_layers=2).check()
+    # A checkpoint written before these settings existed has no such keys in its config: it still resumes.
+    config = _config(tmp_path)
+    current = json.dumps(dataclasses.asdict(config), sort_keys=True)
+    older = json.loads(current)
+    del older["num_heads"], older["transformer_layers"]
+    assert _trajectory_key(json.dumps(older)) == _trajectory_key(current)
+    one, two = (json.dumps(dataclasses.asdict(_config(tmp_path, kind="transformer", transformer_layers=n)))
+                for n in (1, 2))
+    assert _trajectory_key(one) != _trajectory_key(two)  # a deeper model does not resume a shallower run

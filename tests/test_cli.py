@@ -184,3 +184,17 @@ def test_train_options_map_onto_train_config_fields() -> None:
     assert overrides["label_smoothing"] == 0.1 and overrides["mixup_alpha"] == 0.3 and overrides["seed"] == 2
     assert set(overrides) <= {f.name for f in fields(TrainConfig)}
     assert "kind" not in overrides  # options left out keep TrainConfig's defaults
+
+
+def test_transformer_options_map_onto_train_config_fields() -> None:
+    from classifier.train import TrainConfig
+    from pipeline.cli import build_parser
+    from pipeline.training import _overrides
+
+    args = build_parser().parse_args(["train", "features", "-o", "run", "--model", "transformer",
+                                      "--num-heads", "4", "--transformer-layers", "2"])
+    overrides = _overrides(args)
+    assert {k: overrides[k] for k in ("kind", "num_heads", "transformer_layers")} == {
+        "kind": "transformer", "num_heads": 4, "transformer_layers": 2}
+    member = TrainConfig(**overrides).model_config(527)
+    assert (member["kind"], member["num_heads"], member["transformer_layers"]) == ("transformer", 4, 2)

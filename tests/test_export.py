@@ -161,6 +161,43 @@ def _heads() -> dict:
 
 
 @pytest.mark.slow
+def test_head_module_with_a_transformer_member_matches_the_numpy_head():
+    """A transformer member (with a feature-attention one, log-odds averaged) in the TF graph of the export,
+    traced once for any clip length, against Head.predict_arrays: clips of 1, 4 and 10 patches, padded; and
+    converted to TF-Lite with built-in ops only, as `export --format tflite` converts it."""
+    import keras
+    import tensorflow as tf
+
+    from classifier.models import build_model
+    from classifier.pretrained import Head
+    from classifier.tf_head import HeadModule
+
+    keras.utils.set_random_seed(2)
+    transformer = {"kind": "transformer", "num_classes": 7, "hidden_units": 16, "num_layers": 1,
+                   "num_heads": 4, "transformer_layers": 2}
+    feature = {"kind": "feature_attention", "num_classes": 7, "hidden_units": 16, "num_layers": 1}
+    head = Head([build_model(**transformer), build_model(**feature)], [transformer, feature],
+                [f"c{i}" for i in range(7)], combine="mean_logit")
+    module = HeadModule(head.member_configs, head.member_weights, head.combine)
+    assert not module.has_frames
+    signature = [tf.TensorSpec([None, None, 128], tf.float32), tf.TensorSpec([None, None], tf.float32)]
+    clip_probabilities = tf.function(module.clip_probabilities, input_signature=signature)
+    rng = np.random.default_rng(7)
+    for frames, lengths in ((1, [1, 1]), (4, [4, 2, 1]), (10, [10, 3, 7, 1])):
+        x = rng.integers(0, 256, (len(lengths), frames, 128)).astype(np.float32)
+        mask = (np.arange(frames)[None, :] < np.array(lengths)[:, None]).astype(np.float32)
+        want = head.predict_arrays(x, mask)
+        assert want.std() > 1e-3
+        np.testing.assert_allclose(clip_probabilities(x, mask).numpy(), want, rtol=0, atol=1e-5)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [clip_probabilities.get_concrete_function()], module)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    run = tf.lite.Interpreter(model_content=converter.convert()).get_signature_runner()
+    (tflite,) = run(x=x, mask=mask).values()
+    np.testing.assert_allclose(tflite, want, rtol=0, atol=1e-5)
+
+
+@pytest.mark.slow
 def test_scores_and_timeline_match_tagger_score(synthetic_checkpoint):
     """TaggerModule.scores (clip scores and the calibrated timeline) against Tagger.score on the same
     embeddings, for every source of raw frames, short and long inputs and hops below, at and above 10;
