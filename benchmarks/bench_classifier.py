@@ -1,11 +1,14 @@
 """Classifier throughput on CPU: training iterations/s; inference clips/s of the numpy heads against Keras.
 
 Run by hand: ``python3 benchmarks/bench_classifier.py`` (a few minutes on 2 cores); ``--inference-only``
-skips training, ``--shipped-only`` measures just the shipped head (load + first prediction, clips/s).
+skips training, ``--shipped-only`` measures just the shipped head (load + first prediction, clips/s),
+``--no-shipped`` skips it; ``--kinds`` / ``--hidden`` pick the models (e.g. ``--inference-only --no-shipped
+--kinds feature_attention transformer feature_attention --hidden 1024 --infer-batch 500``: a kind listed
+twice brackets the other, for a ratio on a loaded machine).
 Uses random uint8 inputs (throughput does not depend on the values), batch 500, 10 frames, 527 classes.
 Inference: the numpy forward pass (``Head.predict_clips``, as used everywhere) against the same Keras model
-called through one traced ``tf.function`` per member (how heads predicted before), batches of 1024 clips,
-timed alternately (numpy, Keras, numpy, Keras), best of the repeats.
+called through one traced ``tf.function`` per member (how heads predicted before), batches of 1024 clips
+(``--infer-batch``), timed alternately (numpy, Keras, numpy, Keras), best of the repeats.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ import time
 
 import numpy as np
 
-KINDS = ("average", "max", "single_attention", "multi_attention", "feature_attention")
+from classifier.inference import MODEL_KINDS
+
+KINDS = ("average", "max", "single_attention", "multi_attention", "feature_attention", "transformer")
 HIDDEN = (1024, 512)
 BATCH = 500
 TRAIN_ITERS = 10
@@ -35,7 +40,7 @@ print(time.perf_counter() - start)
 """
 
 
-def keras_predictor(models: list, combine: str):
+def keras_predictor(models: list, combine: str, batch_size: int = 1024):
     """Clip probabilities of Keras members combined by ``combine``, one traced function per member."""
     import tensorflow as tf
 
@@ -44,7 +49,7 @@ def keras_predictor(models: list, combine: str):
     fns = [tf.function(lambda x, m, model=model: model({"x": x, "mask": m}, training=False),
                        reduce_retracing=True) for model in models]
 
-    def predict(x: np.ndarray, mask: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    def predict(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
         outs = []
         for i in range(0, len(x), batch_size):
             xb, mb = x[i : i + batch_size], mask[i : i + batch_size]
@@ -54,16 +59,22 @@ def keras_predictor(models: list, combine: str):
     return predict
 
 
-def inference_rates(head, keras_predict, clips: int, repeats: int = REPEATS) -> tuple[float, float]:
-    """(numpy clips/s, Keras clips/s) of full 10-frame clips, alternating, best of ``repeats``."""
+def inference_rates(head, keras_predict, clips: int, repeats: int = REPEATS,
+                    batch_size: int = 1024) -> tuple[float, float]:
+    """(numpy clips/s, Keras clips/s) of full 10-frame clips in batches of ``batch_size``, alternating, best
+    of ``repeats``."""
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (clips, 10, 128)).astype(np.float32)
     mask = np.ones((clips, 10), np.float32)
-    head.predict_arrays(x[:1024], mask[:1024])  # warm-up (BLAS threads)
-    keras_predict(x[:1024], mask[:1024])  # trace
+
+    def numpy_predict(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        return head.predict_arrays(x, mask, batch_size)
+
+    numpy_predict(x[:batch_size], mask[:batch_size])  # warm-up (BLAS threads)
+    keras_predict(x[:batch_size], mask[:batch_size])  # trace
     best = [0.0, 0.0]
     for _ in range(repeats):
-        for slot, fn in enumerate((head.predict_arrays, keras_predict)):
+        for slot, fn in enumerate((numpy_predict, keras_predict)):
             start = time.perf_counter()
             fn(x, mask)
             best[slot] = max(best[slot], clips / (time.perf_counter() - start))
@@ -71,7 +82,7 @@ def inference_rates(head, keras_predict, clips: int, repeats: int = REPEATS) -> 
 
 
 def bench_kind(kind: str, hidden: int, batch: int, train_iters: int, infer_clips: int,
-               train: bool) -> tuple[float, float, float]:
+               train: bool, infer_batch: int = 1024, repeats: int = REPEATS) -> tuple[float, float, float]:
     """(training iterations/s or nan, numpy inference clips/s, Keras inference clips/s) for one kind."""
     import keras
     import tensorflow as tf
@@ -105,7 +116,8 @@ def bench_kind(kind: str, hidden: int, batch: int, train_iters: int, infer_clips
 
     config = {"kind": kind, "num_classes": 527, "hidden_units": hidden}
     head = Head([model], [config], [str(i) for i in range(527)])
-    numpy_rate, keras_rate = inference_rates(head, keras_predictor([model], head.combine), infer_clips)
+    numpy_rate, keras_rate = inference_rates(head, keras_predictor([model], head.combine, infer_batch),
+                                             infer_clips, repeats, infer_batch)
     return train_rate, numpy_rate, keras_rate
 
 
@@ -127,18 +139,27 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--inference-only", action="store_true", help="skip the training measurements")
     parser.add_argument("--shipped-only", action="store_true", help="only the shipped head")
+    parser.add_argument("--no-shipped", action="store_true", help="skip the shipped head")
     parser.add_argument("--clips", type=int, default=INFER_CLIPS, help="clips per inference run")
+    parser.add_argument("--infer-batch", type=int, default=1024, help="clips per inference batch")
+    parser.add_argument("--repeats", type=int, default=REPEATS, help="timed inference runs (best counts)")
+    parser.add_argument("--kinds", nargs="+", default=KINDS, choices=MODEL_KINDS, metavar="KIND",
+                        help=f"model kinds, in order (default: {' '.join(KINDS)})")
+    parser.add_argument("--hidden", nargs="+", type=int, default=HIDDEN, help="hidden units")
     args = parser.parse_args(argv)
-    bench_shipped(args.clips)
+    if not args.no_shipped:
+        bench_shipped(args.clips)
     if args.shipped_only:
         return 0
-    print(f"batch={BATCH} frames=10 classes=527, CPU, {TRAIN_ITERS} timed training iterations")
+    print(f"batch={BATCH} frames=10 classes=527, CPU, {TRAIN_ITERS} timed training iterations, inference "
+          f"batches of {args.infer_batch}, best of {args.repeats}")
     print(f"{'kind':<20}{'hidden':>7}{'train it/s':>12}{'train clips/s':>15}{'numpy clips/s':>15}"
           f"{'Keras clips/s':>15}")
-    for hidden in HIDDEN:
-        for kind in KINDS:
+    for hidden in args.hidden:
+        for kind in args.kinds:
             train_rate, numpy_rate, keras_rate = bench_kind(kind, hidden, BATCH, TRAIN_ITERS, args.clips,
-                                                            not args.inference_only)
+                                                            not args.inference_only, args.infer_batch,
+                                                            args.repeats)
             print(f"{kind:<20}{hidden:>7}{train_rate:>12.3f}{train_rate * BATCH:>15.0f}{numpy_rate:>15.0f}"
                   f"{keras_rate:>15.0f}", flush=True)
     return 0

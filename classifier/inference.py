@@ -31,7 +31,7 @@ POSITION_BASE = 10000.0  # the sinusoidal position encodings' longest wavelength
 _BN_PARAMS = ("gamma", "beta", "moving_mean", "moving_variance")
 _LN_PARAMS = ("gamma", "beta")
 _MHA_PARTS = ("query", "key", "value")
-_MASKED_SCORE = -1e9  # attention score given to padded frames (as Keras' masked softmax)
+MASKED_SCORE = -1e9  # the transformer's attention score for padded frames (as Keras' masked softmax)
 
 
 def check_transformer(hidden_units: int, num_heads: int, transformer_layers: int) -> None:
@@ -102,14 +102,10 @@ def weight_layout(kind: str, num_classes: int = 527, *, hidden_units: int = 1024
         dense("fuse", 2 * c, c)
     else:
         if kind == "transformer":
-            head_size = h // num_heads
             for b in range(1, transformer_layers + 1):
                 layer_norm(f"ln_att{b}")
-                for part in _MHA_PARTS:
-                    layout.extend([(f"mha{b}/{part}/kernel", (h, num_heads, head_size)),
-                                   (f"mha{b}/{part}/bias", (num_heads, head_size))])
-                layout.extend([(f"mha{b}/attention_output/kernel", (num_heads, head_size, h)),
-                               (f"mha{b}/attention_output/bias", (h,))])
+                for part in (*_MHA_PARTS, "attention_output"):
+                    dense(f"mha{b}/{part}", h, h)
                 layer_norm(f"ln_ffn{b}")
                 dense(f"ffn{b}_in", h, TRANSFORMER_FFN_FACTOR * h)
                 dense(f"ffn{b}_out", TRANSFORMER_FFN_FACTOR * h, h)
@@ -175,9 +171,9 @@ class Member:
             self._setup_transformer(config, named)
 
     def _setup_transformer(self, config: dict, named: dict[str, np.ndarray]) -> None:
-        """Per block: LayerNorm parameters, the query/key/value projections fused into one [H, 3H] matrix
-        (query columns pre-scaled by 1/sqrt(head size), as Keras scales the projected query) and the output
-        projection [H, H]."""
+        """LayerNorm parameters, and per block the query/key/value projections fused into one [H, 3H] matrix
+        (query columns pre-scaled by 1/sqrt(head size), as the Keras layer scales the projected query) and
+        the output projection [H, H]."""
         self.num_heads: int = config.get("num_heads", TRANSFORMER_NUM_HEADS)
         self._layer_norms = {}  # name -> (gamma, beta) float32 [H]
         for name in named:
@@ -187,15 +183,15 @@ class Member:
                                                  for p in _LN_PARAMS)
         self._attention = []  # per block: qkv kernel [H, 3H], qkv bias [3H], out kernel [H, H], out bias [H]
         for b in range(1, config.get("transformer_layers", TRANSFORMER_LAYERS) + 1):
-            width, _, head_size = named[f"mha{b}/query/kernel"].shape
             kernels, biases = [], []
             for part in _MHA_PARTS:
+                kernel = np.asarray(named[f"mha{b}/{part}/kernel"], np.float32)
+                head_size = kernel.shape[0] // self.num_heads
                 factor = np.float32(1.0 / np.sqrt(head_size) if part == "query" else 1.0)
-                kernel = np.asarray(named[f"mha{b}/{part}/kernel"], np.float32).reshape(width, -1)
                 kernels.append(kernel * factor)
-                biases.append(np.asarray(named[f"mha{b}/{part}/bias"], np.float32).reshape(-1) * factor)
-            out_kernel = np.asarray(named[f"mha{b}/attention_output/kernel"], np.float32).reshape(-1, width)
-            self._attention.append((np.concatenate(kernels, axis=1), np.concatenate(biases), out_kernel,
+                biases.append(np.asarray(named[f"mha{b}/{part}/bias"], np.float32) * factor)
+            self._attention.append((np.concatenate(kernels, axis=1), np.concatenate(biases),
+                                    np.asarray(named[f"mha{b}/attention_output/kernel"], np.float32),
                                     np.asarray(named[f"mha{b}/attention_output/bias"], np.float32)))
 
     @property
@@ -243,7 +239,7 @@ class Member:
         # [B*T, 3*heads*size] -> 3 x [B, heads, T, size]
         query, key, value = qkv.reshape(batch, frames, 3, self.num_heads, -1).transpose(2, 0, 3, 1, 4)
         scores = query @ key.transpose(0, 1, 3, 2)  # [B, heads, T(query), T(key)]
-        scores += np.where(mask > 0, np.float32(0.0), np.float32(_MASKED_SCORE))[:, None, None, :]
+        scores += np.where(mask > 0, np.float32(0.0), np.float32(MASKED_SCORE))[:, None, None, :]
         scores -= scores.max(axis=-1, keepdims=True)
         np.exp(scores, out=scores)
         scores /= scores.sum(axis=-1, keepdims=True)

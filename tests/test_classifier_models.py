@@ -113,7 +113,7 @@ def test_transformer_settings_are_checked_and_shape_its_blocks():
     attention = [layer for layer in model.layers if layer.name.startswith("mha")]
     assert [layer.name for layer in attention] == ["mha1", "mha2", "mha3"]
     query_kernel = model.get_layer("mha2").get_weights()[0]
-    assert query_kernel.shape == (16, 2, 8)  # [H, heads, H / heads]
+    assert query_kernel.shape == (16, 16)  # [H, heads x H / heads]
 
 
 def _member_config(kind: str) -> dict:
