@@ -128,8 +128,9 @@ def _random_head(config: dict, seed: int):
     from classifier.pretrained import Head
 
     rng = np.random.default_rng(seed)
+    layout = weight_layout(**config)
     weights = [rng.normal(0, 0.3, shape).astype(np.float32) if not name.endswith("moving_variance")
-               else rng.uniform(0.5, 2.0, shape).astype(np.float32) for name, shape in weight_layout(**config)]
+               else rng.uniform(0.5, 2.0, shape).astype(np.float32) for name, shape in layout]
     return Head.from_weights([config], [weights], [f"c{i}" for i in range(config["num_classes"])], f"h{seed}")
 
 
