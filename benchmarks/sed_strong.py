@@ -57,6 +57,10 @@ def main() -> None:
     parser.add_argument("--eval", type=Path, default=SHARED / "audioset_v1_embeddings" / "eval")
     parser.add_argument("--eval-cache", type=Path, default=None, help="npz cache of the eval clips")
     parser.add_argument("--head", type=Path, default=None, help="head file (default: the shipped head)")
+    parser.add_argument("--frame-head", type=Path, default=None,
+                        help="take the timeline's frame members from this head's decision-level members")
+    parser.add_argument("--gamma", type=float, default=None,
+                        help="calibration exponent (default: the head's)")
     parser.add_argument("--search", action="store_true", help="also print the post-processing grid")
     args = parser.parse_args()
 
@@ -66,6 +70,10 @@ def main() -> None:
     row_of = {vid: i for i, vid in enumerate(clipset.ids)}
     segments = [s for s in strong if segment_video_id(s)[0] in row_of]
     head = load_head(args.head) if args.head else load_pretrained()
+    if args.frame_head:
+        head = head.with_frame_members(load_head(args.frame_head))
+    if args.gamma is not None:
+        head.timeline = TimelineParams(args.gamma)
     labels = load_class_labels()
     if head.class_names != labels.names:
         raise SystemExit("the head's classes are not AudioSet's 527")

@@ -1,9 +1,15 @@
 """Greedy ensemble selection on the held-out split, then eval mAP of every candidate and every step.
 
-    python benchmarks/select_ensemble.py RUN_DIR... [--budget-mb 25] [--combine both] [--cache DIR]
+    python benchmarks/select_ensemble.py [RUN_DIR...] [--heads HEAD.npz...] [--baseline HEAD.npz]
+        [--budget-mb 25] [--max-members N] [--combine both] [--cache DIR]
 
 Each RUN_DIR is an `audiotag train` folder on AudioSet balanced_train (default held-out split). Every run
 enters as two candidates: its head.npz and its best single snapshot (by held-out mAP, from metrics.csv).
+Each member of a --heads file (e.g. the shipped head, whose members were trained on the same split) enters
+as a candidate of its own. --max-members caps the members of the ensemble (inference speed). With
+--baseline, the chosen ensemble is compared with that head on held-out by a paired bootstrap over clips
+(classifier.metrics.paired_bootstrap_map): the difference, its standard deviation and how often the
+ensemble wins, so a choice that held-out cannot resolve is seen as one.
 Greedy forward selection adds the candidate that raises held-out mAP most (at most one per run, int8 size
 within the budget) until none does. It runs once per combination rule (mean probability, mean logit; see
 classifier.pretrained.COMBINE_RULES) and keeps the rule whose final ensemble scores higher on held-out.
@@ -66,7 +72,10 @@ def main() -> None:
     from classifier.pretrained import COMBINE_RULES
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("runs", nargs="*", type=Path)
+    parser.add_argument("--heads", nargs="*", type=Path, default=[], help="head files whose members compete")
+    parser.add_argument("--baseline", type=Path, default=None, help="head to compare the choice with")
+    parser.add_argument("--max-members", type=int, default=None, help="at most this many members")
     parser.add_argument("--budget-mb", type=float, default=25.0, help="int8 size limit (units of 1e6 bytes)")
     parser.add_argument("--combine", choices=(*COMBINE_RULES, "both"), default="both")
     parser.add_argument("--shared", type=Path, default=Path("../shared"))
@@ -74,7 +83,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from classifier.metrics import compute_metrics
-    from classifier.pretrained import combine_probabilities, load_head
+    from classifier.pretrained import Head, combine_probabilities, load_head
     from classifier.readers import load_clipset
     from classifier.train import TrainConfig, split_holdout
 
@@ -83,20 +92,32 @@ def main() -> None:
     evaluation = load_clipset(release / "eval")
     tmp = Path(tempfile.mkdtemp(prefix="select_ensemble_"))
     candidates = {}  # name -> (run, int8 bytes, held-out member probs, eval member probs)
+    entries = []  # (name, group: at most one candidate per group, head)
     for run in args.runs:
         run_head = load_head(run / "head.npz")
         best_single = single_snapshot_head(run, run_head, tmp / f"{run.name}_1s.npz")
-        for name, head in ((run.name, run_head), (f"{run.name}_1s", best_single)):
-            size = head.save(tmp / f"{name}.int8.npz", dtype="int8").stat().st_size
-            candidates[name] = (run.name, size, *cached_predictions(head, args.cache, holdout, evaluation))
-            holdout_map = compute_metrics(holdout.y, np.mean(candidates[name][2], axis=0)).mAP
-            eval_map = compute_metrics(evaluation.y, np.mean(candidates[name][3], axis=0)).mAP
-            row = {"candidate": name, "members": len(head.members), "int8_MB": round(size / 1e6, 2),
-                   "holdout_mAP": round(holdout_map, 4), "eval_mAP": round(eval_map, 4)}
-            print(json.dumps(row), flush=True)
+        entries += [(run.name, run.name, run_head), (f"{run.name}_1s", run.name, best_single)]
+    for path in args.heads:
+        head = load_head(path)
+        for i, (config, weights) in enumerate(zip(head.member_configs, head.member_weights, strict=True)):
+            name = f"{path.stem}_m{i}"
+            entries.append((name, name, Head.from_weights([config], [weights], head.class_names, name)))
+    if not entries:
+        parser.error("give run folders and/or --heads")
+    for name, group, head in entries:
+        size = head.save(tmp / f"{name}.int8.npz", dtype="int8").stat().st_size
+        candidates[name] = (group, size, *cached_predictions(head, args.cache, holdout, evaluation))
+        holdout_map = compute_metrics(holdout.y, np.mean(candidates[name][2], axis=0)).mAP
+        eval_map = compute_metrics(evaluation.y, np.mean(candidates[name][3], axis=0)).mAP
+        row = {"candidate": name, "members": len(head.member_configs), "int8_MB": round(size / 1e6, 2),
+               "holdout_mAP": round(holdout_map, 4), "eval_mAP": round(eval_map, 4)}
+        print(json.dumps(row), flush=True)
 
     def mixed(names: list[str], which: int, rule: str) -> np.ndarray:  # every member weighs the same
         return combine_probabilities([p for n in names for p in candidates[n][which]], rule)
+
+    def members(names: list[str]) -> int:
+        return sum(len(candidates[n][2]) for n in names)
 
     finals = []
     for rule in COMBINE_RULES if args.combine == "both" else (args.combine,):
@@ -106,7 +127,8 @@ def main() -> None:
             trials = [(compute_metrics(holdout.y, mixed([*chosen, n], 2, rule)).mAP, n)
                       for n, c in candidates.items()
                       if all(candidates[m][0] != c[0] for m in chosen)
-                      and sum(candidates[m][1] for m in [*chosen, n]) <= args.budget_mb * 1e6]
+                      and sum(candidates[m][1] for m in [*chosen, n]) <= args.budget_mb * 1e6
+                      and (args.max_members is None or members([*chosen, n]) <= args.max_members)]
             if not trials or max(trials)[0] <= best:
                 break
             best, name = max(trials)
@@ -117,6 +139,14 @@ def main() -> None:
         finals.append((best, rule, chosen))
     best, rule, chosen = max(finals)
     print(f"chosen ({rule}, held-out mAP {best:.4f}):", " + ".join(chosen))
+    if args.baseline:
+        from classifier.metrics import paired_bootstrap_map
+
+        baseline = load_head(args.baseline).predict_arrays(holdout.x, holdout.mask)
+        test = paired_bootstrap_map(holdout.y, mixed(chosen, 2, rule), baseline)
+        print(f"against {args.baseline} on held-out: {test.difference:+.4f} mAP "
+              f"(bootstrap std {test.std:.4f}; higher in {100 * test.p_a_better:.0f} % of {test.samples} "
+              "resamples of the clips)")
 
 
 if __name__ == "__main__":

@@ -124,3 +124,31 @@ def compute_metrics(y_true: np.ndarray, y_score: np.ndarray, *, chunk: int = 64)
         ap=ap, auc=auc, n_positives=positives, n_classes_used=n_used, n_classes_excluded=c - n_used,
         n_clips=n,
     )
+
+
+@dataclass(frozen=True)
+class PairedBootstrap:
+    """mAP(a) - mAP(b) on the same clips: the observed difference, the bootstrap mean and standard
+    deviation of the difference over clip resamples, and the share of resamples in which a scores higher."""
+
+    difference: float
+    mean: float
+    std: float
+    p_a_better: float
+    samples: int
+
+
+def paired_bootstrap_map(y_true: np.ndarray, score_a: np.ndarray, score_b: np.ndarray, *, samples: int = 200,
+                         seed: int = 0) -> PairedBootstrap:
+    """How well do these clips separate two score sets? Resamples the N clips (rows) with replacement
+    ``samples`` times, the same rows for both, and compares their mAPs (see PairedBootstrap). y_true bool
+    [N, C], scores float [N, C]."""
+    observed = compute_metrics(y_true, score_a).mAP - compute_metrics(y_true, score_b).mAP
+    rng = np.random.default_rng(seed)
+    diffs = np.empty(samples)
+    for i in range(samples):
+        rows = rng.integers(0, len(y_true), len(y_true))
+        truth = y_true[rows]
+        diffs[i] = compute_metrics(truth, score_a[rows]).mAP - compute_metrics(truth, score_b[rows]).mAP
+    return PairedBootstrap(observed, float(diffs.mean()), float(diffs.std(ddof=1)), float((diffs > 0).mean()),
+                           samples)

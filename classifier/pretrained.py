@@ -196,6 +196,22 @@ class Head:
             return np.zeros((0, self.num_classes), np.float32)
         return np.concatenate(outs).astype(np.float32)
 
+    def with_frame_members(self, source: Head) -> Head:
+        """A copy of this head whose timeline comes from ``source``'s decision-level members (stored as
+        frame members; clip scores are unchanged). ValueError when ``source`` has none or other classes."""
+        from classifier.inference import DECISION_LEVEL_KINDS
+
+        if source.class_names != self.class_names:
+            raise ValueError(f"head {source.name!r} scores other classes than {self.name!r}")
+        pairs = [(c, w) for c, w in zip(source.member_configs, source.member_weights, strict=True)
+                 if c["kind"] in DECISION_LEVEL_KINDS]
+        if not pairs:
+            raise ValueError(f"head {source.name!r} has no decision-level member to give frame scores")
+        return Head.from_weights(self.member_configs, self.member_weights, self.class_names, self.name,
+                                 self.info, self.combine, frame_member_configs=[c for c, _ in pairs],
+                                 frame_member_weights=[w for _, w in pairs],
+                                 timeline=self.timeline.to_config(), event_rules=self.event_rules)
+
     def save(self, path: str | os.PathLike[str], dtype: str = "float32") -> Path:
         """Write the head atomically as one .npz (weights stored as ``dtype``: one of WEIGHT_DTYPES)."""
         return save_head(path, self.member_configs, self.member_weights, self.class_names, self.name,

@@ -72,6 +72,8 @@ class TrainConfig:
     input_dropout: dropout on the 128 embedding dimensions of every frame (training only).
     label_smoothing: targets move toward ``smoothing_target`` by this much: "half" (0.5, the Keras
         definition) or "prior" (each class's frequency in the training clips).
+    ontology_smoothing: > 0 raises the target of every ontology ancestor of a clip's labels to at least
+        this value (AudioSet's classes only).
     teacher: a head file (an ensemble) whose clip probabilities on the training clips are mixed into the
         targets with weight ``distill_weight`` (knowledge distillation; the held-out part is never scored
         by the teacher for training).
@@ -102,6 +104,7 @@ class TrainConfig:
     input_dropout: float = 0.0
     label_smoothing: float = 0.0
     smoothing_target: str = "half"
+    ontology_smoothing: float = 0.0
     teacher: str | None = None
     distill_weight: float = 0.5
     num_heads: int = TRANSFORMER_NUM_HEADS
@@ -131,6 +134,8 @@ class TrainConfig:
             raise TrainError(f"input_dropout must be in [0, 1), got {self.input_dropout}")
         if self.smoothing_target not in ("half", "prior"):
             raise TrainError(f"smoothing_target must be 'half' or 'prior', got {self.smoothing_target!r}")
+        if not 0.0 <= self.ontology_smoothing <= 1.0:
+            raise TrainError(f"ontology_smoothing must be in [0, 1], got {self.ontology_smoothing}")
         if not 0.0 <= self.distill_weight <= 1.0:
             raise TrainError(f"distill_weight must be in [0, 1], got {self.distill_weight}")
         if self.snapshot_average not in ("predictions", "weights"):
@@ -247,8 +252,8 @@ def _trajectory_key(config_json: str) -> dict:
 # Settings added after the first checkpoints were written: at their defaults they leave the trajectory as it
 # was, so checkpoints written without them still resume.
 _LATER_DEFAULTS = {"frame_dropout": 0.0, "time_mask": 0, "input_dropout": 0.0, "smoothing_target": "half",
-                   "teacher": None, "distill_weight": 0.5, "num_heads": TRANSFORMER_NUM_HEADS,
-                   "transformer_layers": TRANSFORMER_LAYERS}
+                   "ontology_smoothing": 0.0, "teacher": None, "distill_weight": 0.5,
+                   "num_heads": TRANSFORMER_NUM_HEADS, "transformer_layers": TRANSFORMER_LAYERS}
 
 
 def _rng_state(rng: np.random.Generator) -> np.ndarray:
@@ -493,20 +498,35 @@ def average_weights(snapshots: list[list[np.ndarray]]) -> list[np.ndarray]:
             for j in range(len(snapshots[0]))]
 
 
-def teacher_targets(config: TrainConfig, train_set: ClipSet) -> np.ndarray | None:
-    """Training targets float32 [N, C]: the labels, mixed with the teacher head's clip probabilities when
-    ``config.teacher`` is set (None without a teacher)."""
-    if not config.teacher:
+def training_targets(config: TrainConfig, train_set: ClipSet) -> np.ndarray | None:
+    """Training targets float32 [N, C] when they are not just the labels (None otherwise): ontology
+    ancestors of the labels raised to ``ontology_smoothing``, then mixed with the teacher head's clip
+    probabilities (weight ``distill_weight``) when ``config.teacher`` is set."""
+    if not config.teacher and config.ontology_smoothing <= 0:
         return None
-    from classifier.pretrained import load_head
+    targets = train_set.y.astype(np.float32)
+    if config.ontology_smoothing > 0:
+        from classifier.labels import load_class_labels, load_ontology
 
-    teacher = load_head(config.teacher)
-    if list(teacher.class_names) != list(train_set.class_names):
-        raise TrainError(f"{config.teacher}: the teacher head's classes differ from the training data's")
-    logger.info("scoring %d training clips with the teacher %s", len(train_set), config.teacher)
-    probs = teacher.predict_arrays(train_set.x.astype(np.float32), train_set.mask.astype(np.float32))
-    w = np.float32(config.distill_weight)
-    return (w * probs + (1 - w) * train_set.y).astype(np.float32)
+        labels = load_class_labels()
+        if list(train_set.class_names) != labels.names:
+            raise TrainError("ontology_smoothing needs AudioSet's 527 classes; this data has others")
+        ancestor_of = np.zeros((len(labels), len(labels)), np.float32)  # [child, ancestor]
+        for child, ancestors in enumerate(load_ontology().class_ancestors(labels)):
+            ancestor_of[child, ancestors] = 1.0
+        raised = (train_set.y.astype(np.float32) @ ancestor_of > 0) * np.float32(config.ontology_smoothing)
+        targets = np.maximum(targets, raised)
+    if config.teacher:
+        from classifier.pretrained import load_head
+
+        teacher = load_head(config.teacher)
+        if list(teacher.class_names) != list(train_set.class_names):
+            raise TrainError(f"{config.teacher}: the teacher head's classes differ from the training data's")
+        logger.info("scoring %d training clips with the teacher %s", len(train_set), config.teacher)
+        probs = teacher.predict_arrays(train_set.x.astype(np.float32), train_set.mask.astype(np.float32))
+        w = np.float32(config.distill_weight)
+        targets = w * probs + (1 - w) * targets
+    return targets.astype(np.float32)
 
 
 def train_clipset(config: TrainConfig, data: ClipSet) -> Path:
@@ -520,7 +540,7 @@ def train_clipset(config: TrainConfig, data: ClipSet) -> Path:
     train_set, holdout = split_holdout(config, data)
     with FolderLock(config.out_dir):  # one run per run folder (the CLI has taken it already, maybe waiting)
         remove_stale_temporaries(Path(config.out_dir), recursive=True)  # left by a killed run
-        trainer = Trainer(config, train_set, holdout, teacher_targets(config, train_set))
+        trainer = Trainer(config, train_set, holdout, training_targets(config, train_set))
         trainer.run()
         chosen, holdout_map = select_snapshots(config, trainer.history, holdout)
         out_dir = Path(config.out_dir)

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from vggish.params import EMBEDDING_SIZE
+
 if TYPE_CHECKING:
     from classifier.events import Event, EventRules
     from classifier.labelview import LabelView
@@ -328,7 +330,10 @@ def file_examples(path: str | os.PathLike[str]) -> tuple[np.ndarray, float]:
 
 
 def _load_head_and_classes(head: Any) -> tuple[Any, tuple[list[str], list[str]]]:
+    """The head, warmed up (one dummy prediction of clip and frame scores, so that the first file's does not
+    pay for BLAS start-up and first use of the weights), and its class table."""
     loaded = load_head(head)
+    loaded.predict_timeline([np.full((WINDOW_PATCHES, EMBEDDING_SIZE), 128, np.uint8)])
     return loaded, class_table(loaded)
 
 

@@ -99,6 +99,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "--input-dropout", type=float, default=None, help="dropout on the 128 embedding dimensions"
     )
     parser.add_argument(
+        "--ontology-smoothing", type=float, default=None,
+        help="raise the targets of the labels' ontology ancestors to at least this value",
+    )
+    parser.add_argument(
         "--teacher", default=None, metavar="HEAD",
         help="distil: mix this head's probabilities on the training clips into the targets",
     )
@@ -168,6 +172,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, object]:
         "frame_dropout",
         "time_mask",
         "input_dropout",
+        "ontology_smoothing",
         "teacher",
         "distill_weight",
         "snapshot_average",

@@ -193,3 +193,36 @@ def test_loading_and_predicting_never_imports_tensorflow() -> None:
             "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def _random_head(config: dict, seed: int):
+    from classifier.inference import weight_layout
+    from classifier.pretrained import Head
+
+    rng = np.random.default_rng(seed)
+    layout = weight_layout(**config)
+    weights = [rng.normal(0, 0.3, shape).astype(np.float32) if not name.endswith("moving_variance")
+               else rng.uniform(0.5, 2.0, shape).astype(np.float32) for name, shape in layout]
+    return Head.from_weights([config], [weights], [f"c{i}" for i in range(config["num_classes"])], f"h{seed}")
+
+
+def test_frame_members_from_another_head_give_the_timeline_and_survive_saving(tmp_path) -> None:
+    from classifier.pretrained import load_head
+
+    clip_head = _random_head({"kind": "feature_attention", "num_classes": C, "hidden_units": 16,
+                              "num_layers": 2}, seed=1)
+    frame_head = _random_head({"kind": "linear_softmax", "num_classes": C, "hidden_units": 16,
+                               "num_layers": 2}, seed=2)
+    clips = [np.random.default_rng(3).integers(0, 256, (t, 128)).astype(np.uint8) for t in (1, 4, 10)]
+    combined = clip_head.with_frame_members(frame_head)
+    np.testing.assert_array_equal(combined.predict_clips(clips), clip_head.predict_clips(clips))
+    raw = combined.predict_frames_raw(clips)
+    expected = frame_head.predict_frames_raw(clips)  # its own decision-level member
+    for got, want in zip(raw, expected, strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-6)
+    assert not np.allclose(raw[2], clip_head.predict_frames_raw(clips)[2])  # not one-patch clips any more
+    loaded = load_head(combined.save(tmp_path / "h.npz"))
+    assert loaded.frame_member_configs == frame_head.member_configs
+    np.testing.assert_allclose(loaded.predict_frames_raw(clips)[1], raw[1], atol=1e-6)
+    with pytest.raises(ValueError, match="no decision-level member"):
+        frame_head.with_frame_members(clip_head)

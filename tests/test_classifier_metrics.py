@@ -90,3 +90,18 @@ def test_matches_scikit_learn_per_class(levels: int | None) -> None:
             assert m.auc[k] == pytest.approx(roc_auc_score(y[:, k], scores[:, k]), abs=1e-12)
         else:
             assert np.isnan(m.ap[k]) and np.isnan(m.auc[k])
+
+
+def test_paired_bootstrap_separates_a_real_gap_and_not_a_coin_flip():
+    from classifier.metrics import compute_metrics, paired_bootstrap_map
+
+    rng = np.random.default_rng(0)
+    y = rng.random((400, 6)) < 0.2
+    y[0] = True
+    base = y + rng.normal(0, 1.0, y.shape)
+    better = y + rng.normal(0, 0.5, y.shape)
+    result = paired_bootstrap_map(y, better, base, samples=50)
+    assert result.difference == compute_metrics(y, better).mAP - compute_metrics(y, base).mAP > 0
+    assert result.p_a_better == 1.0 and result.std > 0
+    same = paired_bootstrap_map(y, base, base + rng.normal(0, 1e-3, y.shape), samples=50)
+    assert abs(same.difference) < 0.01 and 0.05 < same.p_a_better < 0.95

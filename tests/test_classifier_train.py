@@ -246,3 +246,77 @@ def test_transformer_settings_enter_only_transformer_configs_and_old_checkpoints
     one, two = (json.dumps(dataclasses.asdict(_config(tmp_path, kind="transformer", transformer_layers=n)))
                 for n in (1, 2))
     assert _trajectory_key(one) != _trajectory_key(two)  # a deeper model does not resume a shallower run
+
+
+def test_frame_dropout_and_time_mask_keep_a_real_frame_and_drop_at_the_set_rate(tmp_path):
+    from classifier.train import _Batches
+
+    data = _toy_clipset(n=300)
+    config = _config(tmp_path, batch_size=300, balanced=False, frame_dropout=0.3, time_mask=3)
+    batches = _Batches(config, data)
+    dropped = kept_real = 0
+    for _ in range(5):
+        x, mask, _ = batches.next()
+        assert (mask.sum(axis=1) >= 1).all()  # every clip keeps a frame
+        assert (x[mask == 0] == 128).all()  # masked frames carry no data
+        kept_real += mask.sum()
+        dropped += 300 * data.mask.sum() / len(data) - mask.sum()
+    rate = dropped / (dropped + kept_real)
+    assert 0.3 < rate < 0.55  # 30 % dropout plus a mask of 0..3 frames
+
+
+def test_targets_prior_smoothing_teacher_mixing_and_ontology_ancestors(tmp_path):
+    from classifier.clipset import ClipSet
+    from classifier.labels import load_class_labels, load_ontology
+    from classifier.pretrained import Head
+    from classifier.train import _Batches, training_targets
+
+    data = _toy_clipset(n=50)
+    config = _config(tmp_path, batch_size=50, balanced=False, label_smoothing=0.2, smoothing_target="prior")
+    _, _, y = _Batches(config, data).next()
+    assert np.isclose(y.min(), 0.2 * data.y.mean(axis=0).min(), atol=1e-6)
+    assert training_targets(config, data) is None  # plain labels
+
+    teacher = Head.from_weights([{"kind": "average", "num_classes": 4, "hidden_units": 8, "num_layers": 1}],
+                                [[np.zeros((128, 8)), np.zeros(8), np.ones(8), np.zeros(8), np.zeros(8),
+                                  np.ones(8), np.zeros((8, 4)), np.zeros(4)]], data.class_names, "t")
+    path = teacher.save(tmp_path / "teacher.npz")  # predicts 0.5 for every class
+    targets = training_targets(_config(tmp_path, teacher=str(path), distill_weight=0.25), data)
+    np.testing.assert_allclose(targets, 0.25 * 0.5 + 0.75 * data.y, atol=1e-6)
+
+    labels = load_class_labels()
+    ancestors = load_ontology().class_ancestors(labels)
+    child = next(i for i, a in enumerate(ancestors) if len(a) >= 2)
+    y = np.zeros((1, len(labels)), bool)
+    y[0, child] = True
+    audioset = ClipSet(x=np.zeros((1, 10, 128), np.uint8), mask=np.ones((1, 10), bool), y=y,
+                       ids=np.array(["a"]), class_names=labels.names)
+    targets = training_targets(_config(tmp_path, ontology_smoothing=0.3), audioset)[0]
+    assert targets[child] == 1.0 and np.allclose(targets[ancestors[child]], 0.3)
+    assert np.count_nonzero(targets) == 1 + len(ancestors[child])
+
+
+def test_bad_new_settings_are_refused_by_name(tmp_path):
+    from classifier.train import TrainError
+
+    for setting in ({"frame_dropout": 1.0}, {"time_mask": -1}, {"smoothing_target": "zero"},
+                    {"distill_weight": 2.0}, {"snapshot_average": "median"}, {"ontology_smoothing": -0.1}):
+        with pytest.raises(TrainError, match=next(iter(setting))):
+            _config(tmp_path, **setting).check()
+
+
+@pytest.mark.slow
+def test_weight_averaged_snapshots_give_one_member(tmp_path):
+    from classifier.pretrained import load_head
+    from classifier.train import average_weights, load_snapshot, train_clipset
+
+    config = _config(tmp_path, snapshots=3, snapshot_average="weights", frame_dropout=0.1, input_dropout=0.1,
+                     kind="linear_softmax")
+    head = load_head(train_clipset(config, _toy_clipset()))
+    chosen = head.info["snapshot_iterations"]
+    assert len(chosen) == 3 and len(head.member_weights) == 1
+    assert head.member_configs[0]["input_dropout"] == 0.1
+    expected = average_weights([load_snapshot(tmp_path / "run", it) for it in chosen])
+    for got, want in zip(head.member_weights[0], expected, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert head.info["holdout_mAP"] > 0.9
