@@ -30,14 +30,17 @@ INFER_CLIPS = 3000
 REPEATS = 2
 
 LOAD_AND_FIRST = r"""
-import time
+import sys, time
 start = time.perf_counter()
 import numpy as np
-from classifier import load_pretrained
-head = load_pretrained()
+from classifier import load_head, load_pretrained
+imported = time.perf_counter()
+head = load_head(sys.argv[1]) if len(sys.argv) > 1 else load_pretrained()
+loaded = time.perf_counter()
 head.predict_clips([np.zeros((10, 128), np.uint8)])
-print(time.perf_counter() - start)
+print(imported - start, loaded - imported, time.perf_counter() - loaded)
 """
+FRESH_PROCESSES = 5
 
 
 def keras_predictor(models: list, combine: str, batch_size: int = 1024):
@@ -121,15 +124,21 @@ def bench_kind(kind: str, hidden: int, batch: int, train_iters: int, infer_clips
     return train_rate, numpy_rate, keras_rate
 
 
-def bench_shipped(infer_clips: int) -> None:
-    """The shipped head: load + first prediction in a fresh process, and clips/s numpy vs Keras."""
-    start = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", LOAD_AND_FIRST], check=True, capture_output=True, text=True)
-    print(f"shipped head, fresh process: imports + load + first prediction {float(out.stdout):.3f} s "
-          f"(process {time.perf_counter() - start:.2f} s)")
-    from classifier import load_pretrained
+def bench_shipped(infer_clips: int, path: str | None = None) -> None:
+    """The shipped head (or the head file ``path``): imports, load and first prediction in fresh processes
+    (medians), and clips/s numpy vs Keras."""
+    times = []
+    for _ in range(FRESH_PROCESSES):
+        out = subprocess.run([sys.executable, "-c", LOAD_AND_FIRST, *([path] if path else [])], check=True,
+                             capture_output=True, text=True)
+        times.append([float(v) for v in out.stdout.split()])
+    imports, load, first = np.median(times, axis=0)
+    print(f"{path or 'shipped head'}, fresh processes (median of {FRESH_PROCESSES}): "
+          f"imports {imports:.3f} s, load {load:.3f} s, first prediction {first:.3f} s; "
+          f"load + first prediction {load + first:.3f} s")
+    from classifier import load_head, load_pretrained
 
-    head = load_pretrained()
+    head = load_head(path) if path else load_pretrained()
     numpy_rate, keras_rate = inference_rates(head, keras_predictor(head.members, head.combine), infer_clips)
     print(f"shipped head ({len(head.member_configs)} members): numpy {numpy_rate:.0f} clips/s, "
           f"Keras {keras_rate:.0f} clips/s, ratio {numpy_rate / keras_rate:.2f}")
@@ -140,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inference-only", action="store_true", help="skip the training measurements")
     parser.add_argument("--shipped-only", action="store_true", help="only the shipped head")
     parser.add_argument("--no-shipped", action="store_true", help="skip the shipped head")
+    parser.add_argument("--head", default=None, help="measure this head file instead of the shipped head")
     parser.add_argument("--clips", type=int, default=INFER_CLIPS, help="clips per inference run")
     parser.add_argument("--infer-batch", type=int, default=1024, help="clips per inference batch")
     parser.add_argument("--repeats", type=int, default=REPEATS, help="timed inference runs (best counts)")
@@ -148,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hidden", nargs="+", type=int, default=HIDDEN, help="hidden units")
     args = parser.parse_args(argv)
     if not args.no_shipped:
-        bench_shipped(args.clips)
+        bench_shipped(args.clips, args.head)
     if args.shipped_only:
         return 0
     print(f"batch={BATCH} frames=10 classes=527, CPU, {TRAIN_ITERS} timed training iterations, inference "
