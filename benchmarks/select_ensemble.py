@@ -79,17 +79,23 @@ def main() -> None:
     parser.add_argument("--budget-mb", type=float, default=25.0, help="int8 size limit (units of 1e6 bytes)")
     parser.add_argument("--combine", choices=(*COMBINE_RULES, "both"), default="both")
     parser.add_argument("--shared", type=Path, default=Path("../shared"))
-    parser.add_argument("--cache", type=Path, default=None, help="folder reusing member predictions")
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="folder reusing member predictions and the clip sets")
     args = parser.parse_args()
 
     from classifier.metrics import compute_metrics
     from classifier.pretrained import Head, combine_probabilities, load_head
-    from classifier.readers import load_clipset
+    from classifier.readers import cache_clipset, load_clipset
     from classifier.train import TrainConfig, split_holdout
 
     release = args.shared / "data" / "audioset_v1_embeddings"
-    _, holdout = split_holdout(TrainConfig(), load_clipset(release / "bal_train"))
-    evaluation = load_clipset(release / "eval")
+    def clips(name: str):
+        if args.cache is None:
+            return load_clipset(release / name)
+        return cache_clipset(release / name, args.cache / f"clips_{name}.npz")
+
+    _, holdout = split_holdout(TrainConfig(), clips("bal_train"))
+    evaluation = clips("eval")
     tmp = Path(tempfile.mkdtemp(prefix="select_ensemble_"))
     candidates = {}  # name -> (run, int8 bytes, held-out member probs, eval member probs)
     entries = []  # (name, group: at most one candidate per group, head)
