@@ -196,6 +196,20 @@ class Head:
             return np.zeros((0, self.num_classes), np.float32)
         return np.concatenate(outs).astype(np.float32)
 
+    def subset(self, members: Sequence[int], name: str) -> Head:
+        """A head of some of this head's members (indices into ``member_configs``), e.g. a faster one; the
+        combine rule, frame members, timeline and event rules are kept (event thresholds were chosen for
+        the whole head: refit them with benchmarks/fit_postprocessing.py)."""
+        if not members or not all(0 <= i < len(self.member_configs) for i in members):
+            raise ValueError(f"member indices must be in 0..{len(self.member_configs) - 1}, "
+                             f"got {list(members)}")
+        info = self.info | {"subset_of": self.name, "subset_members": list(members)}
+        return Head.from_weights([self.member_configs[i] for i in members],
+                                 [self.member_weights[i] for i in members], self.class_names, name, info,
+                                 self.combine, frame_member_configs=self.frame_member_configs,
+                                 frame_member_weights=self.frame_member_weights,
+                                 timeline=self.timeline.to_config(), event_rules=self.event_rules)
+
     def with_frame_members(self, source: Head) -> Head:
         """A copy of this head whose timeline comes from ``source``'s decision-level members (stored as
         frame members; clip scores are unchanged). ValueError when ``source`` has none or other classes."""

@@ -226,3 +226,23 @@ def test_frame_members_from_another_head_give_the_timeline_and_survive_saving(tm
     np.testing.assert_allclose(loaded.predict_frames_raw(clips)[1], raw[1], atol=1e-6)
     with pytest.raises(ValueError, match="no decision-level member"):
         frame_head.with_frame_members(clip_head)
+
+
+def test_subset_keeps_chosen_members_rule_and_timeline_settings() -> None:
+    from classifier.pretrained import Head
+
+    configs = [{"kind": kind, "num_classes": C, "hidden_units": 8, "num_layers": 1}
+               for kind in ("average", "feature_attention", "single_attention")]
+    heads = [_random_head(c, seed=i) for i, c in enumerate(configs)]
+    whole = Head.from_weights(configs, [h.member_weights[0] for h in heads], heads[0].class_names, "whole",
+                              combine="mean_logit", timeline={"gamma": 0.5})
+    part = whole.subset([2, 0], "part")
+    assert part.member_configs == [configs[2], configs[0]] and part.combine == "mean_logit"
+    assert part.timeline.gamma == 0.5 and part.info["subset_members"] == [2, 0]
+    clips = [np.random.default_rng(4).integers(0, 256, (5, 128)).astype(np.uint8)]
+    weights = [heads[2].member_weights[0], heads[0].member_weights[0]]
+    expected = Head.from_weights([configs[2], configs[0]], weights, heads[0].class_names,
+                                 combine="mean_logit").predict_clips(clips)
+    np.testing.assert_allclose(part.predict_clips(clips), expected, atol=1e-7)
+    with pytest.raises(ValueError, match="member indices"):
+        whole.subset([3], "bad")
