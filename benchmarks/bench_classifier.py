@@ -140,7 +140,7 @@ def bench_shipped(infer_clips: int, path: str | None = None) -> None:
 
     head = load_head(path) if path else load_pretrained()
     numpy_rate, keras_rate = inference_rates(head, keras_predictor(head.members, head.combine), infer_clips)
-    print(f"shipped head ({len(head.member_configs)} members): numpy {numpy_rate:.0f} clips/s, "
+    print(f"{path or 'shipped head'} ({len(head.member_configs)} members): numpy {numpy_rate:.0f} clips/s, "
           f"Keras {keras_rate:.0f} clips/s, ratio {numpy_rate / keras_rate:.2f}")
 
 
