@@ -3,44 +3,18 @@
 from __future__ import annotations
 
 import logging
-import os
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+from pipe_feeder import pipe_with
 
 from pipeline.audio_input import RawFormat, open_container, open_input, open_raw
 from vggish import audio_io
 from vggish.errors import AudioFileError
 
 RATE = 22050
-
-
-@contextmanager
-def pipe_with(data: bytes, chunk: int = 3000) -> Iterator[int]:
-    """The read end of a pipe that a thread fills with `data` in small writes, then closes."""
-    read_end, write_end = os.pipe()
-
-    def write() -> None:
-        try:
-            for i in range(0, len(data), chunk):
-                os.write(write_end, data[i : i + chunk])
-        except BrokenPipeError:
-            pass
-        finally:
-            os.close(write_end)
-
-    thread = threading.Thread(target=write, daemon=True)
-    thread.start()
-    try:
-        yield read_end
-    finally:
-        os.close(read_end)
-        thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from pipe_feeder import pipe_with
 
 from classifier.events import EventRules
 from pipeline.audio_input import RawFormat, open_file, open_raw
@@ -82,28 +83,14 @@ def event_rules(tagger: Tagger, clip: Path) -> Iterator[EventRules]:
 @contextmanager
 def stdin_bytes(data: bytes) -> Iterator[None]:
     """File descriptor 0 reads `data` from a pipe (filled by a thread) for the duration of the block."""
-    read_end, write_end = os.pipe()
-    saved = os.dup(0)
-    os.dup2(read_end, 0)
-    os.close(read_end)
-
-    def write() -> None:
+    with pipe_with(data, chunk=1 << 14) as read_end:
+        saved = os.dup(0)
+        os.dup2(read_end, 0)
         try:
-            for i in range(0, len(data), 1 << 14):
-                os.write(write_end, data[i : i + (1 << 14)])
-        except BrokenPipeError:
-            pass
+            yield
         finally:
-            os.close(write_end)
-
-    thread = threading.Thread(target=write, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        os.dup2(saved, 0)
-        os.close(saved)
-        thread.join(timeout=10)
+            os.dup2(saved, 0)
+            os.close(saved)
 
 
 def _tag_json(capsys: pytest.CaptureFixture[str], argv: list[str]) -> list[dict]:
