@@ -4,7 +4,12 @@ Strong labels are rows ``segment_id  start_time_seconds  end_time_seconds  label
 ``segment_id = YTID_startms``, times in seconds within the 10-s segment, ``label`` a MID.
 
 Frame targets: patch t of a clip spans [t * hop, t * hop + patch) seconds; it is active for a class when
-one of the class's events overlaps it by at least half the patch or by at least half the event.
+one of the class's events overlaps it by at least half the patch or by at least half the event. The
+embedding release has one frame per second (``RELEASE_FRAME_HOP``): its frame t is the 0.96-s patch that
+starts t seconds into the segment, not 0.96 t (our own extraction's default hop). On the strong dev half the
+shipped head's frames agree best with the labels on that grid: shifting the events by -0.12 / +0.12 s
+lowers localization AP on the 1-s grid, while on a 0.96-s grid the best shift is about -0.24 s, the mean
+drift between the two grids.
 
 Metrics (numpy only):
 - frame mAP: AP per class over all patches of all clips pooled, averaged over classes with positives;
@@ -29,6 +34,7 @@ import numpy as np
 from classifier.events import PATCH_SECONDS, Event
 from classifier.metrics import compute_metrics
 
+RELEASE_FRAME_HOP = 1.0  # seconds between the frames of the AudioSet embedding release ("extracted at 1 Hz")
 StrongLabels = dict[str, list[tuple[float, float, str]]]  # segment_id -> [(start s, end s, mid)]
 
 

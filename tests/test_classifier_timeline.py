@@ -9,6 +9,7 @@ from sklearn.metrics import average_precision_score, f1_score
 from classifier.labels import LabelsError, load_class_labels, load_ontology
 from classifier.labelview import LabelView
 from classifier.strong import (
+    RELEASE_FRAME_HOP,
     frame_targets,
     localization_ap,
     read_strong_labels,
@@ -122,7 +123,14 @@ def test_frame_targets_half_patch_or_half_event():
     y = frame_targets(events, 10, index)
     assert y[:, 0].nonzero()[0].tolist() == [0]
     assert y[:, 1].nonzero()[0].tolist() == [2, 3]
-
+    # The release's 1 Hz frames: patch t spans [t, t + 0.96), so the grids drift apart by 0.04 s per patch.
+    release = frame_targets(events, 10, index, hop=RELEASE_FRAME_HOP)
+    assert release[:, 0].nonzero()[0].tolist() == [0]
+    assert release[:, 1].nonzero()[0].tolist() == [2, 3]  # patches 2.0-2.96 and 3.0-3.96
+    late = [(8.5, 9.3, "/m/a")]  # patch 8 (8.0-8.96) holds 0.46 s of it (>= half the event), patch 9 0.30 s
+    assert frame_targets(late, 10, index, hop=RELEASE_FRAME_HOP)[:, 0].nonzero()[0].tolist() == [8]
+    # on the 0.96-s grid patch 9 (8.64-9.60) holds 0.66 s and patch 8 (7.68-8.64) 0.14 s
+    assert frame_targets(late, 10, index)[:, 0].nonzero()[0].tolist() == [9]
 
 def test_localization_ap_pools_positive_clips_and_matches_scikit_learn():
     rng = np.random.default_rng(4)
