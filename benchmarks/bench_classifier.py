@@ -1,7 +1,9 @@
 """Classifier throughput on CPU: training iterations/s; inference clips/s of the numpy heads against Keras.
 
 Run by hand: ``python3 benchmarks/bench_classifier.py`` (a few minutes on 2 cores); ``--inference-only``
-skips training, ``--shipped-only`` measures just the shipped head (load + first prediction, clips/s),
+skips training, ``--shipped-only`` measures just the shipped head (load + first prediction, clips/s, and its
+dense layers' FLOPs per clip against this machine's float32 matrix-product rate: the clips/s no
+implementation of the same layers can pass here),
 ``--no-shipped`` skips it; ``--kinds`` / ``--hidden`` pick the models (e.g. ``--inference-only --no-shipped
 --kinds feature_attention transformer feature_attention --hidden 1024 --infer-batch 500``: a kind listed
 twice brackets the other, for a ratio on a loaded machine).
@@ -41,6 +43,36 @@ head.predict_clips([np.zeros((10, 128), np.uint8)])
 print(imported - start, loaded - imported, time.perf_counter() - loaded)
 """
 FRESH_PROCESSES = 5
+CLIP_LEVEL_LAYERS = ("clip_probs", "fuse")  # dense layers applied once per clip; the others once per frame
+FRAMES = 10
+MATMUL_ROWS = 10240  # rows of the reference float32 matrix product (a batch of 1,024 ten-frame clips)
+
+
+def dense_flops_per_clip(config: dict, frames: int = FRAMES) -> float:
+    """Floating-point operations of one member's dense-layer matrix products for one clip of ``frames``
+    frames (2 per multiply-add; biases, activations and the attention pooling are left out)."""
+    from classifier.inference import weight_layout
+
+    flops = 0.0
+    for name, shape in weight_layout(**config):
+        if name.endswith("/kernel"):
+            per_clip = name.split("/")[0] in CLIP_LEVEL_LAYERS
+            flops += 2.0 * shape[0] * shape[1] * (1 if per_clip else frames)
+    return flops
+
+
+def matmul_gflops(width: int = 1024, repeats: int = 5) -> float:
+    """This machine's float32 matrix-product rate, GFLOP/s: [MATMUL_ROWS, width] @ [width, width], best of
+    ``repeats`` (numpy's BLAS, as the heads use it)."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((MATMUL_ROWS, width), np.float32)
+    b = rng.standard_normal((width, width), np.float32)
+    best = np.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2.0 * MATMUL_ROWS * width * width / best / 1e9
 
 
 def keras_predictor(models: list, combine: str, batch_size: int = 1024):
@@ -142,6 +174,11 @@ def bench_shipped(infer_clips: int, path: str | None = None) -> None:
     numpy_rate, keras_rate = inference_rates(head, keras_predictor(head.members, head.combine), infer_clips)
     print(f"{path or 'shipped head'} ({len(head.member_configs)} members): numpy {numpy_rate:.0f} clips/s, "
           f"Keras {keras_rate:.0f} clips/s, ratio {numpy_rate / keras_rate:.2f}")
+    flops = sum(dense_flops_per_clip(c) for c in head.member_configs)
+    rate = matmul_gflops()
+    print(f"dense layers: {flops / 1e6:.0f} MFLOP per 10-frame clip; float32 matrix product here "
+          f"{rate:.0f} GFLOP/s ([{MATMUL_ROWS}, 1024] @ [1024, 1024]), so at most {rate * 1e9 / flops:.0f} "
+          f"clips/s; numpy reaches {numpy_rate * flops / (rate * 1e9):.2f} of that")
 
 
 def main(argv: list[str] | None = None) -> int:
