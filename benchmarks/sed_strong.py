@@ -128,9 +128,9 @@ def main() -> None:
             print(f"  {gamma:5.2f}  {frame_map(targets, frames):.4f}")
         print("\nevent rules on the calibrated timeline (head's onsets): offset ratio, min duration, "
               "merge gap -> segment F1 micro / macro")
-        for ratio in (1.0, 0.8, 0.7, 0.6, 0.5, 0.4):
+        for ratio in (1.0, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2):
             for min_duration in (0.0, 1.92):
-                for merge_gap in (0.0, 1.0, 2.0):
+                for merge_gap in (0.0, 1.1, 2.0):
                     grid = EventRules(rules.onset, rules.onset * ratio, min_duration, merge_gap)
                     f1 = _events_f1(calibrated, lengths, refs, grid, mids, hop)
                     print(f"  {ratio:4.2f} {min_duration:5.2f} {merge_gap:4.1f}  "
