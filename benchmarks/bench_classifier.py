@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from classifier.inference import MODEL_KINDS
+from classifier.inference import MODEL_KINDS, weight_layout
 
 KINDS = ("average", "max", "single_attention", "multi_attention", "feature_attention", "transformer")
 HIDDEN = (1024, 512)
@@ -51,8 +51,6 @@ MATMUL_ROWS = 10240  # rows of the reference float32 matrix product (a batch of 
 def dense_flops_per_clip(config: dict, frames: int = FRAMES) -> float:
     """Floating-point operations of one member's dense-layer matrix products for one clip of ``frames``
     frames (2 per multiply-add; biases, activations and the attention pooling are left out)."""
-    from classifier.inference import weight_layout
-
     flops = 0.0
     for name, shape in weight_layout(**config):
         if name.endswith("/kernel"):
@@ -176,7 +174,7 @@ def bench_shipped(infer_clips: int, path: str | None = None) -> None:
           f"Keras {keras_rate:.0f} clips/s, ratio {numpy_rate / keras_rate:.2f}")
     flops = sum(dense_flops_per_clip(c) for c in head.member_configs)
     rate = matmul_gflops()
-    print(f"dense layers: {flops / 1e6:.0f} MFLOP per 10-frame clip; float32 matrix product here "
+    print(f"dense layers: {flops / 1e6:.0f} MFLOP per {FRAMES}-frame clip; float32 matrix product here "
           f"{rate:.0f} GFLOP/s ([{MATMUL_ROWS}, 1024] @ [1024, 1024]), so at most {rate * 1e9 / flops:.0f} "
           f"clips/s; numpy reaches {numpy_rate * flops / (rate * 1e9):.2f} of that")
 

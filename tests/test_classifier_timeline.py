@@ -132,6 +132,7 @@ def test_frame_targets_half_patch_or_half_event():
     # on the 0.96-s grid patch 9 (8.64-9.60) holds 0.66 s and patch 8 (7.68-8.64) 0.14 s
     assert frame_targets(late, 10, index)[:, 0].nonzero()[0].tolist() == [9]
 
+
 def test_localization_ap_pools_positive_clips_and_matches_scikit_learn():
     rng = np.random.default_rng(4)
     targets, scores = [], []
