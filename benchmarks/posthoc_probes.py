@@ -1,0 +1,162 @@
+"""Post-hoc probes of the shipped head (no training): timeline inputs and formulas, test-time augmentation.
+
+    python benchmarks/posthoc_probes.py timeline [--head PATH] [--eval-cache runs/cache_eval.npz]
+    python benchmarks/posthoc_probes.py tta [--head PATH] [--train-cache runs/clips_bal_train.npz]
+
+``timeline`` (strong-label dev half, the release's 1-s grid, classifier.strong's metrics; measurement only):
+- background subtraction: each patch's embedding minus beta x (the mean of the clip's other patches - the
+  mean patch of these clips), rounded back to uint8, scored by the head's frame members; alone and mixed
+  with the plain frame log-odds (weight w);
+- other calibrations than ``clip * (frame / max_t frame) ** gamma``: relative to the clip's mean frame,
+  exp(g * (logit - max_t logit)), and the within-clip rank.
+``tta`` (held-out split of balanced_train): clip scores averaged over leave-one-frame-out masks, per member,
+then combined by the head's rule; and the score with each single frame left out. Eval is never used.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from classifier import load_head, load_pretrained
+from classifier.labels import load_class_labels
+from classifier.metrics import compute_metrics
+from classifier.pretrained import combine_probabilities
+from classifier.readers import cache_clipset, load_clipset
+from classifier.strong import (
+    frame_map,
+    frame_targets,
+    localization_ap,
+    read_strong_labels,
+    segment_video_id,
+)
+from classifier.timeline import TimelineParams, calibrate_frames
+
+ROOT = Path(__file__).resolve().parents[1]
+RELEASE = ROOT.parent / "shared" / "data" / "audioset_v1_embeddings"
+STRONG = ROOT.parent / "shared" / "data" / "audioset_strong" / "eval_strong_dev.tsv"
+PROB_FLOOR = 1e-7  # probabilities are clipped to [floor, 1 - floor] before taking log-odds
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, PROB_FLOOR, 1.0 - PROB_FLOOR)
+    return np.log(p / (1.0 - p))
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def _clips(path: Path, cache: Path | None):
+    return cache_clipset(path, cache) if cache else load_clipset(path)
+
+
+def background_subtracted(clips: list[np.ndarray], beta: float) -> list[np.ndarray]:
+    """uint8 [T, 128] clips with beta x (mean of the other patches - mean patch of all clips) subtracted from
+    each patch; one-patch clips are unchanged."""
+    mean_patch = np.concatenate(clips).astype(np.float64).mean(axis=0)
+    out = []
+    for clip in clips:
+        x = clip.astype(np.float64)
+        n = len(x)
+        others = (x.sum(axis=0) - x) / (n - 1) if n > 1 else x
+        out.append(np.clip(np.rint(x - beta * (others - mean_patch)), 0, 255).astype(np.uint8))
+    return out
+
+
+def probe_timeline(args: argparse.Namespace) -> None:
+    clipset = _clips(RELEASE / "eval", args.eval_cache)
+    strong = read_strong_labels(STRONG)
+    row_of = {vid: i for i, vid in enumerate(clipset.ids)}
+    segments = [s for s in strong if segment_video_id(s)[0] in row_of]
+    labels = load_class_labels()
+    mids = sorted({mid for events in strong.values() for *_, mid in events} & set(labels.mids))
+    columns = np.array([labels.mids.index(m) for m in mids])
+    column_of = {m: k for k, m in enumerate(mids)}
+    clips = clipset.subset(np.array([row_of[segment_video_id(s)[0]] for s in segments])).clips()
+    targets = [frame_targets(strong[s], len(c), column_of, hop=1.0)
+               for s, c in zip(segments, clips, strict=True)]
+    head = load_head(args.head) if args.head else load_pretrained()
+    clip_probs = head.predict_clips(clips)[:, columns]
+    plain = [_logit(f[:, columns]) for f in head.predict_frames_raw(clips)]
+
+    def report(name: str, logits: list[np.ndarray]) -> None:
+        frames = [_sigmoid(z) for z in logits]
+        loc = localization_ap(targets, frames)
+        calibrated = [calibrate_frames(p, f, head.timeline) for p, f in zip(clip_probs, frames, strict=True)]
+        print(f"| {name} | {loc.ap:.4f} ({loc.ap - loc.chance:+.4f}) | "
+              f"{frame_map(targets, calibrated):.4f} |", flush=True)
+
+    print(f"{len(clips)} clips, {len(mids)} classes; calibrated with gamma {head.timeline.gamma}\n")
+    print("| frame scores | localization AP (vs chance) | frame mAP, calibrated |\n|---|---|---|")
+    report("plain frame probabilities", plain)
+    for beta in (0.25, 0.5, 1.0):
+        shifted = [_logit(f[:, columns]) for f in head.predict_frames_raw(background_subtracted(clips, beta))]
+        report(f"background subtracted, beta {beta}", shifted)
+        for w in (0.3, 0.5, 0.7):
+            report(f"  mixed with plain, weight {w}", [(1 - w) * a + w * b for a, b in zip(plain, shifted,
+                                                                                       strict=True)])
+
+    frames = [_sigmoid(z) for z in plain]
+    print("\n| calibration | frame mAP |\n|---|---|")
+    shipped = [calibrate_frames(p, f, TimelineParams(0.25)) for p, f in zip(clip_probs, frames, strict=True)]
+    print(f"| clip x (frame / max frame) ^ 0.25 (shipped) | {frame_map(targets, shipped):.4f} |")
+    for gamma in (0.1, 0.2, 0.3):
+        scored = [p * (f / np.maximum(f.mean(axis=0), 1e-12)) ** gamma for p, f in zip(clip_probs, frames,
+                                                                                      strict=True)]
+        print(f"| clip x (frame / mean frame) ^ {gamma} | {frame_map(targets, scored):.4f} |")
+    for g in (0.05, 0.1, 0.2):
+        scored = [p * np.exp(g * (z - z.max(axis=0))) for p, z in zip(clip_probs, plain, strict=True)]
+        print(f"| clip x exp({g} (logit - max logit)) | {frame_map(targets, scored):.4f} |")
+    ranked = [p * ((np.argsort(np.argsort(f, axis=0), axis=0) + 1) / len(f)) ** 0.25
+              for p, f in zip(clip_probs, frames, strict=True)]
+    print(f"| clip x (rank within clip / T) ^ 0.25 | {frame_map(targets, ranked):.4f} |")
+
+
+def probe_tta(args: argparse.Namespace) -> None:
+    from classifier.train import TrainConfig, split_holdout
+
+    _, holdout = split_holdout(TrainConfig(), _clips(RELEASE / "bal_train", args.train_cache))
+    head = load_head(args.head) if args.head else load_pretrained()
+    members = [head.subset([i], f"m{i}") for i in range(len(head.member_configs))]
+
+    def member_probs(mask: np.ndarray) -> list[np.ndarray]:
+        return [m.predict_arrays(holdout.x, mask) for m in members]
+
+    def score(per_member: list[np.ndarray]) -> float:
+        return compute_metrics(holdout.y, combine_probabilities(per_member, head.combine)).mAP
+
+    full = member_probs(holdout.mask)
+    left_out = []
+    for t in range(holdout.mask.shape[1]):
+        mask = holdout.mask.copy()
+        mask[:, t] = False
+        emptied = ~mask.any(axis=1)
+        mask[emptied] = holdout.mask[emptied]  # a clip whose only frame is t keeps it
+        left_out.append(member_probs(mask))
+    print(f"held-out: {len(holdout.y)} clips; the head as it is: mAP {score(full):.5f}\n")
+    print("| leave-one-frame-out masks averaged | weight | held-out mAP |\n|---|---|---|")
+    for k in (1, 3, len(left_out)):
+        for w in (0.5, 1.0):
+            mixed = [(1 - w) * full[j] + w * np.mean([v[j] for v in left_out[:k]], axis=0)
+                     for j in range(len(members))]
+            print(f"| frames 0..{k - 1} | {w} | {score(mixed):.5f} |", flush=True)
+    print("\n| frame left out (alone, weight 1) | held-out mAP |\n|---|---|")
+    for t, probs in enumerate(left_out):
+        print(f"| {t} | {score(probs):.5f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("probe", choices=("timeline", "tta"))
+    parser.add_argument("--head", type=Path, default=None, help="head file (default: the shipped head)")
+    parser.add_argument("--eval-cache", type=Path, default=None, help="npz cache of the eval clips")
+    parser.add_argument("--train-cache", type=Path, default=None, help="npz cache of balanced_train")
+    args = parser.parse_args()
+    (probe_timeline if args.probe == "timeline" else probe_tta)(args)
+
+
+if __name__ == "__main__":
+    main()
