@@ -26,11 +26,12 @@ from classifier.metrics import compute_metrics
 from classifier.pretrained import combine_probabilities
 from classifier.readers import cache_clipset, load_clipset
 from classifier.strong import (
+    RELEASE_FRAME_HOP,
     frame_map,
     frame_targets,
     localization_ap,
+    match_release,
     read_strong_labels,
-    segment_video_id,
 )
 from classifier.timeline import TimelineParams, calibrate_frames
 
@@ -69,15 +70,10 @@ def background_subtracted(clips: list[np.ndarray], beta: float) -> list[np.ndarr
 def probe_timeline(args: argparse.Namespace) -> None:
     clipset = _clips(RELEASE / "eval", args.eval_cache)
     strong = read_strong_labels(STRONG)
-    row_of = {vid: i for i, vid in enumerate(clipset.ids)}
-    segments = [s for s in strong if segment_video_id(s)[0] in row_of]
-    labels = load_class_labels()
-    mids = sorted({mid for events in strong.values() for *_, mid in events} & set(labels.mids))
-    columns = np.array([labels.mids.index(m) for m in mids])
-    column_of = {m: k for k, m in enumerate(mids)}
-    clips = clipset.subset(np.array([row_of[segment_video_id(s)[0]] for s in segments])).clips()
-    targets = [frame_targets(strong[s], len(c), column_of, hop=1.0)
-               for s, c in zip(segments, clips, strict=True)]
+    matched = match_release(clipset, strong, load_class_labels().mids)
+    clips, columns = matched.clips, matched.columns
+    targets = [frame_targets(strong[s], len(c), matched.column_of, hop=RELEASE_FRAME_HOP)
+               for s, c in zip(matched.segments, clips, strict=True)]
     head = load_head(args.head) if args.head else load_pretrained()
     clip_probs = head.predict_clips(clips)[:, columns]
     plain = [_logit(f[:, columns]) for f in head.predict_frames_raw(clips)]
@@ -89,7 +85,7 @@ def probe_timeline(args: argparse.Namespace) -> None:
         print(f"| {name} | {loc.ap:.4f} ({loc.ap - loc.chance:+.4f}) | "
               f"{frame_map(targets, calibrated):.4f} |", flush=True)
 
-    print(f"{len(clips)} clips, {len(mids)} classes; calibrated with gamma {head.timeline.gamma}\n")
+    print(f"{len(clips)} clips, {len(matched.mids)} classes; calibrated with gamma {head.timeline.gamma}\n")
     print("| frame scores | localization AP (vs chance) | frame mAP, calibrated |\n|---|---|---|")
     report("plain frame probabilities", plain)
     for beta in (0.25, 0.5, 1.0):

@@ -35,10 +35,10 @@ from classifier.strong import (
     frame_map,
     frame_targets,
     localization_ap,
+    match_release,
     read_strong_labels,
     segment_activity,
     segment_f1,
-    segment_video_id,
 )
 from classifier.timeline import TimelineParams, calibrate_frames
 
@@ -72,8 +72,6 @@ def main() -> None:
     t0 = time.time()
     clipset = cache_clipset(args.eval, args.eval_cache) if args.eval_cache else load_clipset(args.eval)
     strong = read_strong_labels(args.strong)
-    row_of = {vid: i for i, vid in enumerate(clipset.ids)}
-    segments = [s for s in strong if segment_video_id(s)[0] in row_of]
     head = load_head(args.head) if args.head else load_pretrained()
     if args.frame_head:
         head = head.with_frame_members(load_head(args.frame_head))
@@ -82,10 +80,9 @@ def main() -> None:
     labels = load_class_labels()
     if head.class_names != labels.names:
         raise SystemExit("the head's classes are not AudioSet's 527")
-    mids = sorted({mid for events in strong.values() for *_, mid in events} & set(labels.mids))
-    columns = np.array([labels.mids.index(m) for m in mids])
-    column_of = {m: k for k, m in enumerate(mids)}
-    clips = clipset.subset(np.array([row_of[segment_video_id(s)[0]] for s in segments])).clips()
+    matched = match_release(clipset, strong, labels.mids)
+    segments, clips, mids, columns, column_of = (matched.segments, matched.clips, matched.mids,
+                                                 matched.columns, matched.column_of)
     lengths = [len(c) for c in clips]
     print(f"{len(segments)} of {len(strong)} strong-label segments found in the eval release; "
           f"{len(mids)} classes; {sum(lengths)} patches")

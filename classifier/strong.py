@@ -61,6 +61,32 @@ def segment_video_id(segment_id: str) -> tuple[str, float]:
     return ytid, int(start_ms) / 1000.0
 
 
+@dataclass(frozen=True)
+class StrongClips:
+    """The release clips that have strong labels, and the strong-label classes a 527-class head knows.
+
+    ``segments[i]`` is the segment id of ``clips[i]`` (uint8 [T, 128]); ``mids`` the sorted MIDs both tables
+    share, ``columns`` their indices in the head's classes, ``column_of`` MID -> index into ``mids``.
+    """
+
+    segments: list[str]
+    clips: list[np.ndarray]
+    mids: list[str]
+    columns: np.ndarray
+    column_of: dict[str, int]
+
+
+def match_release(clipset, strong: StrongLabels, class_mids: Sequence[str]) -> StrongClips:
+    """The clips of ``clipset`` (a ClipSet of the eval release) that ``strong`` labels, in the strong table's
+    order, and the strong MIDs among ``class_mids`` (the head's classes)."""
+    row_of = {vid: i for i, vid in enumerate(clipset.ids)}
+    segments = [s for s in strong if segment_video_id(s)[0] in row_of]
+    mids = sorted({mid for events in strong.values() for *_, mid in events} & set(class_mids))
+    clips = clipset.subset(np.array([row_of[segment_video_id(s)[0]] for s in segments], dtype=int)).clips()
+    return StrongClips(segments, clips, mids, np.array([list(class_mids).index(m) for m in mids]),
+                       {m: k for k, m in enumerate(mids)})
+
+
 def frame_targets(events: Sequence[tuple[float, float, str]], num_frames: int, class_index: Mapping[str, int],
                   hop: float = PATCH_SECONDS, patch: float = PATCH_SECONDS) -> np.ndarray:
     """bool [num_frames, C]: patch t active for a class when an event of it overlaps the patch by >= half the

@@ -6,12 +6,14 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, f1_score
 
+from classifier.clipset import ClipSet
 from classifier.labels import LabelsError, load_class_labels, load_ontology
 from classifier.labelview import LabelView
 from classifier.strong import (
     RELEASE_FRAME_HOP,
     frame_targets,
     localization_ap,
+    match_release,
     read_strong_labels,
     segment_activity,
     segment_f1,
@@ -158,6 +160,21 @@ def test_segment_f1_counts():
     f1 = segment_f1(ref, est)
     assert f1.micro == pytest.approx(2 * 2 / (2 * 2 + 2 + 1))  # tp 2, fp 2 (one per class), fn 1
     assert f1.macro == pytest.approx(2 * 2 / (2 * 2 + 1 + 1)) and f1.classes == 1
+
+
+def test_match_release_orders_clips_as_the_strong_table_and_keeps_shared_classes():
+    x = np.zeros((3, 10, 128), np.uint8)
+    x[:, 0, 0] = [10, 20, 30]  # tells the clips apart
+    mask = np.zeros((3, 10), bool)
+    mask[:, :2] = True
+    clipset = ClipSet(x, mask, np.zeros((3, 1), bool), np.array(["aa", "b_b", "cc"]), ["k"])
+    strong = {"cc_0": [(0.0, 1.0, "/m/z")], "zz_0": [(0.0, 1.0, "/m/x")],
+              "b_b_30000": [(1.0, 2.0, "/m/x"), (2.0, 3.0, "/m/q")]}
+    matched = match_release(clipset, strong, ["/m/x", "/m/y", "/m/z"])
+    assert matched.segments == ["cc_0", "b_b_30000"]  # zz is not in the release
+    assert [int(c[0, 0]) for c in matched.clips] == [30, 20] and all(len(c) == 2 for c in matched.clips)
+    assert matched.mids == ["/m/x", "/m/z"]  # /m/q is not among the head's classes, /m/y has no events
+    assert matched.columns.tolist() == [0, 2] and matched.column_of == {"/m/x": 0, "/m/z": 1}
 
 
 def test_read_strong_labels(tmp_path):
