@@ -13,6 +13,8 @@ Optional entries (heads without them still load; see data/heads/MODEL_CARD.md):
   config ``"frame_members"``  model configs of decision-level models used ONLY for the timeline (their
                  frame probabilities localize classes inside a clip; clip scores never use them), weights
                  ``f{i}/{j}`` stored like ``m{i}/{j}``;
+  config ``"frame_shared"``  {frame member index (str): clip member index} for frame members whose
+                 weights equal a clip member's: those are stored once, as ``m{i}/{j}``, with no ``f{i}/*``;
   config ``"timeline"``   :class:`classifier.timeline.TimelineParams` of the calibrated timeline;
   config ``"events"``     :class:`classifier.events.EventRules` (per-class onset/offset thresholds).
 """
@@ -272,6 +274,9 @@ def save_head(path: str | os.PathLike[str], member_configs: Sequence[dict],
               "info": dict(info or {})}
     if frame_member_configs:
         config["frame_members"] = [dict(c) for c in frame_member_configs]
+    shared = _shared_frame_members(member_configs, member_weights, frame_member_configs, frame_member_weights)
+    if shared:
+        config["frame_shared"] = {str(f): m for f, m in shared.items()}
     if timeline:
         config["timeline"] = dict(timeline)
     if event_rules:
@@ -279,6 +284,8 @@ def save_head(path: str | os.PathLike[str], member_configs: Sequence[dict],
     arrays = {"config": np.array(json.dumps(config))}
     for prefix, member_list in (("m", member_weights), ("f", frame_member_weights)):
         for i, weights in enumerate(member_list):
+            if prefix == "f" and i in shared:
+                continue
             for j, w in enumerate(weights):
                 key = f"{prefix}{i}/{j}"
                 w = np.asarray(w, dtype=np.float32)
@@ -291,6 +298,23 @@ def save_head(path: str | os.PathLike[str], member_configs: Sequence[dict],
     path = Path(path)
     save_npz_atomic(path, arrays)
     return path
+
+
+def _shared_frame_members(member_configs: Sequence[dict], member_weights: Sequence[Sequence[np.ndarray]],
+                          frame_member_configs: Sequence[dict],
+                          frame_member_weights: Sequence[Sequence[np.ndarray]]) -> dict[int, int]:
+    """{frame member index: clip member index} for frame members with a clip member's config and weights."""
+    def same(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> bool:
+        return len(a) == len(b) and all(np.shape(x) == np.shape(y) and np.array_equal(
+            np.asarray(x, np.float32), np.asarray(y, np.float32)) for x, y in zip(a, b, strict=True))
+
+    shared = {}
+    for f, (f_config, f_weights) in enumerate(zip(frame_member_configs, frame_member_weights, strict=True)):
+        for m, (m_config, m_weights) in enumerate(zip(member_configs, member_weights, strict=True)):
+            if dict(f_config) == dict(m_config) and same(f_weights, m_weights):
+                shared[f] = m
+                break
+    return shared
 
 
 def quantize_columns(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -352,7 +376,9 @@ def load_head(path: str | os.PathLike[str]) -> Head:
     member_weights = [_member_weights(path, arrays, f"m{i}", member, weight_layout)
                       for i, member in enumerate(config["members"])]
     frame_configs = config.get("frame_members", [])
-    frame_weights = [_member_weights(path, arrays, f"f{i}", member, weight_layout)
+    frame_shared = _frame_shared(path, config, len(member_weights))
+    frame_weights = [member_weights[frame_shared[i]] if i in frame_shared
+                     else _member_weights(path, arrays, f"f{i}", member, weight_layout)
                      for i, member in enumerate(frame_configs)]
     if not member_weights:
         raise HeadError(f"{path}: head has no members")
@@ -368,6 +394,24 @@ def load_head(path: str | os.PathLike[str]) -> Head:
                                  event_rules=config.get("events"))
     except (TypeError, ValueError) as exc:
         raise HeadError(f"{path}: bad timeline settings ({exc})") from exc
+
+
+def _frame_shared(path: Path, config: dict, num_members: int) -> dict[int, int]:
+    """The config's ``"frame_shared"`` as {frame member index: clip member index}; HeadError if bad."""
+    raw = config.get("frame_shared", {})
+    num_frame = len(config.get("frame_members", []))
+    try:
+        shared = {int(f): int(m) for f, m in raw.items()}
+    except (AttributeError, TypeError, ValueError):
+        shared = None
+    if shared is None or not all(0 <= f < num_frame and 0 <= m < num_members for f, m in shared.items()):
+        raise HeadError(f"{path}: bad `frame_shared` {raw!r} (frame members {num_frame}, members "
+                        f"{num_members}): {_HEAD_REMEDY}")
+    for f, m in shared.items():
+        if config["frame_members"][f] != config["members"][m]:
+            raise HeadError(f"{path}: frame member f{f} is stored as member m{m} but their configs differ: "
+                            f"{_HEAD_REMEDY}")
+    return shared
 
 
 def _member_weights(path: Path, arrays: dict[str, np.ndarray], prefix: str, member: dict,

@@ -214,6 +214,40 @@ def test_head_file_keeps_frame_members_timeline_and_event_rules(tmp_path):
                                np.asarray(frame_model(frame_member)(inputs))[0], rtol=1e-5)
 
 
+def test_frame_member_equal_to_a_clip_member_is_stored_once(tmp_path):
+    names = [str(i) for i in range(C)]
+    shared, own = _tiny("single_attention", 6), _tiny("max", 7)
+    head = Head([_tiny("feature_attention", 5), shared],
+                [_member_config("feature_attention"), _member_config("single_attention")], names,
+                frame_members=[shared, own], frame_member_configs=[_member_config("single_attention"),
+                                                                   _member_config("max")])
+    path = head.save(tmp_path / "h.npz", dtype="int8")
+    with np.load(path) as arrays:
+        config = json.loads(str(arrays["config"]))
+        assert config["frame_shared"] == {"0": 1}
+        assert not any(k.startswith("f0/") for k in arrays) and "f1/0" in arrays
+    back = load_head(path)
+    assert back.frame_member_configs == head.frame_member_configs
+    for got, want in zip(back.frame_member_weights[0], back.member_weights[1], strict=True):
+        np.testing.assert_array_equal(got, want)
+    clips = [np.random.default_rng(2).integers(0, 256, (7, 128)).astype(np.uint8)]
+    np.testing.assert_allclose(back.predict_frames_raw(clips)[0], head.predict_frames_raw(clips)[0],
+                               atol=2e-2)  # int8 weights
+    # A file whose frame_shared points at another kind of member is refused, naming the file.
+    with np.load(path) as arrays:
+        broken = dict(arrays)
+    config["frame_shared"] = {"0": 0}
+    broken["config"] = np.array(json.dumps(config))
+    np.savez(tmp_path / "odd.npz", **broken)
+    with pytest.raises(HeadError, match=r"odd\.npz: frame member f0 is stored as member m0"):
+        load_head(tmp_path / "odd.npz")
+    config["frame_shared"] = {"0": 9}
+    broken["config"] = np.array(json.dumps(config))
+    np.savez(tmp_path / "odd.npz", **broken)
+    with pytest.raises(HeadError, match=r"odd\.npz: bad `frame_shared`"):
+        load_head(tmp_path / "odd.npz")
+
+
 def test_combine_heads_averages_all_members(tmp_path):
     from classifier.pretrained import combine_heads
 
