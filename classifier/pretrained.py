@@ -304,9 +304,8 @@ def _shared_frame_members(member_configs: Sequence[dict], member_weights: Sequen
                           frame_member_configs: Sequence[dict],
                           frame_member_weights: Sequence[Sequence[np.ndarray]]) -> dict[int, int]:
     """{frame member index: clip member index} for frame members with a clip member's config and weights."""
-    def same(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> bool:
-        return len(a) == len(b) and all(np.shape(x) == np.shape(y) and np.array_equal(
-            np.asarray(x, np.float32), np.asarray(y, np.float32)) for x, y in zip(a, b, strict=True))
+    def same(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> bool:  # array_equal is False on shapes
+        return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
 
     shared = {}
     for f, (f_config, f_weights) in enumerate(zip(frame_member_configs, frame_member_weights, strict=True)):
