@@ -20,6 +20,8 @@ import numpy as np
 MODEL_KINDS = ("average", "max", "linear_softmax", "single_attention", "multi_attention", "feature_attention",
                "transformer")
 DECISION_LEVEL_KINDS = ("average", "max", "linear_softmax", "single_attention", "multi_attention")
+# kinds whose output layers read only the last hidden layer, so ``context`` can widen their input
+CONTEXT_KINDS = ("average", "max", "linear_softmax", "single_attention", "feature_attention")
 EMBEDDING_SIZE = 128
 ATTENTION_EPS = 1e-7  # attention weights are clipped to [eps, 1 - eps]; pooled sums divided by >= eps
 BATCH_NORM_EPSILON = 1e-3  # Keras' BatchNormalization default, which the models use
@@ -43,6 +45,26 @@ def check_transformer(hidden_units: int, num_heads: int, transformer_layers: int
         raise ValueError(f"transformer_layers must be >= 1, got {transformer_layers}")
 
 
+def check_context(kind: str, context: bool) -> None:
+    """ValueError when ``context`` is set for a kind outside CONTEXT_KINDS."""
+    if context and kind not in CONTEXT_KINDS:
+        raise ValueError(f"context applies to the kinds {CONTEXT_KINDS}, not to {kind!r}")
+
+
+def neighbour_mean(h: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Mean of each frame's real neighbours (frames t - 1 and t + 1 with mask 1), float32 [B, T, H] from h
+    [B, T, H] and mask [B, T]; zeros for a frame without a real neighbour (a one-frame clip)."""
+    m = mask[..., None]
+    v = h * m
+    total = np.zeros_like(v)
+    total[:, 1:] += v[:, :-1]
+    total[:, :-1] += v[:, 1:]
+    count = np.zeros_like(m)
+    count[:, 1:] += m[:, :-1]
+    count[:, :-1] += m[:, 1:]
+    return total / np.maximum(count, np.float32(1.0))
+
+
 def position_frequencies(width: int) -> tuple[np.ndarray, np.ndarray]:
     """(frequencies float32 [width], odd bool [width]) of the sinusoidal position encodings: unit j of frame
     t gets sin(t * f_j) (even j) or cos(t * f_j) (odd j), f_j = POSITION_BASE ** (-2 * (j // 2) / width)."""
@@ -61,7 +83,8 @@ def sinusoidal_positions(frames: int, width: int) -> np.ndarray:
 def weight_layout(kind: str, num_classes: int = 527, *, hidden_units: int = 1024, num_layers: int = 3,
                   dropout: float = 0.5, attention: str = "sigmoid", input_dropout: float = 0.0,
                   max_frames: int | None = None, num_heads: int = TRANSFORMER_NUM_HEADS,
-                  transformer_layers: int = TRANSFORMER_LAYERS) -> list[tuple[str, tuple[int, ...]]]:
+                  transformer_layers: int = TRANSFORMER_LAYERS,
+                  context: bool = False) -> list[tuple[str, tuple[int, ...]]]:
     """(name, shape) of each weight of a member, in ``model.weights`` order (names as Keras' paths).
 
     Takes a member config's keywords (those of build_model); ValueError/TypeError for a bad config.
@@ -75,7 +98,9 @@ def weight_layout(kind: str, num_classes: int = 527, *, hidden_units: int = 1024
         raise ValueError(f"attention must be 'sigmoid' or 'softmax', got {attention!r}")
     if kind == "transformer":
         check_transformer(hidden_units, num_heads, transformer_layers)
+    check_context(kind, context)
     h, c = hidden_units, num_classes
+    top = 2 * h if context else h  # the output layers' input width: [h_t, neighbour mean] with context
     layout: list[tuple[str, tuple[int, ...]]] = []
 
     def dense(name: str, rows: int, cols: int) -> None:
@@ -91,10 +116,10 @@ def weight_layout(kind: str, num_classes: int = 527, *, hidden_units: int = 1024
         dense(f"dense{i + 1}", EMBEDDING_SIZE if i == 0 else h, h)
         batch_norm(f"bn{i + 1}", h)
     if kind in ("average", "max", "linear_softmax"):
-        dense("frame_probs", h, c)
+        dense("frame_probs", top, c)
     elif kind == "single_attention":
-        dense("frame_probs", h, c)
-        dense("att", h, c)
+        dense("frame_probs", top, c)
+        dense("att", top, c)
     elif kind == "multi_attention":
         for level in (1, 2):
             dense(f"cla{level}", h, c)
@@ -110,8 +135,8 @@ def weight_layout(kind: str, num_classes: int = 527, *, hidden_units: int = 1024
                 dense(f"ffn{b}_in", h, TRANSFORMER_FFN_FACTOR * h)
                 dense(f"ffn{b}_out", TRANSFORMER_FFN_FACTOR * h, h)
             layer_norm("ln_final")
-        dense("feat_cla", h, h)
-        dense("feat_att", h, h)
+        dense("feat_cla", top, h)
+        dense("feat_att", top, h)
         batch_norm("bn_pool", h)
         dense("clip_probs", h, c)
     return layout
@@ -149,6 +174,7 @@ class Member:
             named[name] = np.asarray(w)
         self.kind: str = config["kind"]
         self.attention: str = config.get("attention", "sigmoid")
+        self.context: bool = config.get("context", False)
         num_layers = config.get("num_layers", 3)
         # Hidden layers: batch_norm(h @ kernel + bias) = (h @ kernel) * scale + (bias * scale + shift); the
         # kernel is used as given (no copy), the vectors are folded.
@@ -220,6 +246,13 @@ class Member:
             hidden.append(h.reshape(batch, frames, -1))
         return hidden
 
+    def _output_input(self, top: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """What the output layers read: the last hidden layer [B, T, H], with ``context`` concatenated with
+        its neighbour mean ([B, T, 2H])."""
+        if not self.context:
+            return top
+        return np.concatenate([top, neighbour_mean(top, mask)], axis=-1)
+
     def _layer_norm(self, name: str, h: np.ndarray) -> np.ndarray:
         """LayerNormalization `name` over the last axis of float32 h [..., H]."""
         gamma, beta = self._layer_norms[name]
@@ -271,7 +304,7 @@ class Member:
         """Clip probabilities float32 [B, C]."""
         mask = np.asarray(mask, np.float32)
         hidden = self._trunk(x, mask)
-        top = hidden[-1]
+        top = self._output_input(hidden[-1], mask)
         if self.kind == "multi_attention":
             pooled = [self._pool(_sigmoid(self._apply(f"cla{level}", h)), self._apply(f"att{level}", h), mask)
                       for level, h in ((1, hidden[-2]), (2, hidden[-1]))]
@@ -298,9 +331,10 @@ class Member:
         layer applied to both levels' frame probabilities); ValueError for the kinds without frames."""
         if not self.has_frames:
             raise ValueError(f"model kind {self.kind!r} has no frame-level output")
-        hidden = self._trunk(x, np.asarray(mask, np.float32))
+        mask = np.asarray(mask, np.float32)
+        hidden = self._trunk(x, mask)
         if self.kind == "multi_attention":
             both = [_sigmoid(self._apply(f"cla{level}", h))
                     for level, h in ((1, hidden[-2]), (2, hidden[-1]))]
             return _sigmoid(self._apply("fuse", np.concatenate(both, axis=-1)))
-        return _sigmoid(self._apply("frame_probs", hidden[-1]))
+        return _sigmoid(self._apply("frame_probs", self._output_input(hidden[-1], mask)))

@@ -16,7 +16,9 @@ attention and classifies the pooled vector, so it has no frame-level output.  "t
 sinusoidal position encodings to the last hidden layer and runs ``transformer_layers`` pre-LN transformer
 encoder blocks over the frames (``num_heads``-head self-attention that never attends to padded frames, a
 position-wise feed-forward of 2 x hidden_units) before feature_attention's pooling and classifier; it has
-no frame-level output either.
+no frame-level output either.  ``context=True`` (the kinds of CONTEXT_KINDS) feeds the output layers each
+frame's last hidden vector concatenated with the mean of its real neighbours' (frames t - 1 and t + 1), so a
+frame's scores can use the evidence around it.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from keras import layers, ops
 from classifier.inference import (
     ATTENTION_EPS,
     BATCH_NORM_EPSILON,
+    CONTEXT_KINDS,
     DECISION_LEVEL_KINDS,
     EMBEDDING_SIZE,
     LAYER_NORM_EPSILON,
@@ -35,11 +38,13 @@ from classifier.inference import (
     TRANSFORMER_FFN_FACTOR,
     TRANSFORMER_LAYERS,
     TRANSFORMER_NUM_HEADS,
+    check_context,
     check_transformer,
     position_frequencies,
 )
 
-__all__ = ["DECISION_LEVEL_KINDS", "EMBEDDING_SIZE", "MODEL_KINDS", "build_model", "frame_model"]
+__all__ = ["CONTEXT_KINDS", "DECISION_LEVEL_KINDS", "EMBEDDING_SIZE", "MODEL_KINDS", "build_model",
+           "frame_model"]
 
 
 class MaskedAveragePooling(layers.Layer):
@@ -90,6 +95,21 @@ class AttentionPooling(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "attention": self.attention}
+
+
+class NeighbourContext(layers.Layer):
+    """Each frame's values next to the mean of its real neighbours' (frames t - 1 and t + 1; zeros without
+    one): values [B, T, D], mask [B, T] -> [B, T, 2D], as :func:`classifier.inference.neighbour_mean`."""
+
+    def call(self, values, mask):
+        m = ops.expand_dims(mask, -1)
+        v = values * m
+
+        def neighbours(z):  # z[t - 1] + z[t + 1], zero beyond the ends
+            return (ops.pad(z, ((0, 0), (1, 0), (0, 0)))[:, :-1]
+                    + ops.pad(z, ((0, 0), (0, 1), (0, 0)))[:, 1:])
+
+        return ops.concatenate([values, neighbours(v) / ops.maximum(neighbours(m), 1.0)], axis=-1)
 
 
 class SinusoidalPositions(layers.Layer):
@@ -183,9 +203,8 @@ def _transformer_blocks(h, mask, blocks: int, num_heads: int, dropout: float):
     return layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON, name="ln_final")(h)
 
 
-def _feature_attention_classifier(top, mask, num_classes: int, attention: str, dropout: float):
-    """Attention pooling of [B, T, H] frames into [B, H] -> BN -> ReLU -> Dropout -> sigmoid [B, C]."""
-    width = top.shape[-1]
+def _feature_attention_classifier(top, mask, width: int, num_classes: int, attention: str, dropout: float):
+    """Attention pooling of [B, T, D] frames into [B, width] -> BN -> ReLU -> Dropout -> sigmoid [B, C]."""
     values = layers.Dense(width, name="feat_cla")(top)
     logits = layers.Dense(width, name="feat_att")(top)
     h = AttentionPooling(attention, name="pool")(values, logits, mask)
@@ -207,12 +226,14 @@ def build_model(
     max_frames: int | None = None,
     num_heads: int = TRANSFORMER_NUM_HEADS,
     transformer_layers: int = TRANSFORMER_LAYERS,
+    context: bool = False,
 ) -> keras.Model:
     """Build an (untrained) model of ``kind`` (one of MODEL_KINDS); see the module docstring for I/O.
 
     ``input_dropout`` drops embedding dimensions of every frame while training (no weights; inference
     ignores it). ``max_frames`` fixes T in the input shape (None accepts any length). ``num_heads`` and
     ``transformer_layers`` shape the "transformer" kind only (hidden_units must be a multiple of num_heads).
+    ``context`` widens the output layers' input with the neighbour mean (CONTEXT_KINDS only).
     """
     if kind not in MODEL_KINDS:
         raise ValueError(f"unknown model kind {kind!r}; expected one of {MODEL_KINDS}")
@@ -220,10 +241,11 @@ def build_model(
         raise ValueError("multi_attention needs num_layers >= 2")
     if kind == "transformer":
         check_transformer(hidden_units, num_heads, transformer_layers)
+    check_context(kind, context)
     x = keras.Input((max_frames, EMBEDDING_SIZE), name="x")
     mask = keras.Input((max_frames,), name="mask")
     hidden = _trunk(x, mask, hidden_units, num_layers, dropout, input_dropout)
-    top = hidden[-1]
+    top = NeighbourContext(name="context")(hidden[-1], mask) if context else hidden[-1]
     if kind in ("average", "max", "linear_softmax", "single_attention"):
         frame = layers.Dense(num_classes, activation="sigmoid", name="frame_probs")(top)
         if kind == "average":
@@ -245,7 +267,7 @@ def build_model(
     else:
         if kind == "transformer":
             top = _transformer_blocks(top, mask, transformer_layers, num_heads, dropout)
-        out = _feature_attention_classifier(top, mask, num_classes, attention, dropout)
+        out = _feature_attention_classifier(top, mask, hidden_units, num_classes, attention, dropout)
     return keras.Model({"x": x, "mask": mask}, out, name=kind)
 
 

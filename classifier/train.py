@@ -29,7 +29,13 @@ from pathlib import Path
 import numpy as np
 
 from classifier.clipset import ClipSet
-from classifier.inference import TRANSFORMER_LAYERS, TRANSFORMER_NUM_HEADS, Member, check_transformer
+from classifier.inference import (
+    TRANSFORMER_LAYERS,
+    TRANSFORMER_NUM_HEADS,
+    Member,
+    check_context,
+    check_transformer,
+)
 from classifier.sampling import BalancedSampler, holdout_split
 from safeio.artifacts import BrokenFileError, read_npz
 from safeio.atomic import atomic_output, remove_stale_temporaries
@@ -79,6 +85,8 @@ class TrainConfig:
         by the teacher for training).
     num_heads, transformer_layers: attention heads per block and number of encoder blocks of the
         "transformer" kind (only for that kind; hidden_units must be a multiple of num_heads).
+    context: the output layers also read each frame's neighbour mean (kinds of CONTEXT_KINDS only; see
+        classifier.models).
     """
 
     train_data: str = ""
@@ -109,6 +117,7 @@ class TrainConfig:
     distill_weight: float = 0.5
     num_heads: int = TRANSFORMER_NUM_HEADS
     transformer_layers: int = TRANSFORMER_LAYERS
+    context: bool = False
     snapshots: int = 1
     snapshot_average: str = "predictions"
     seed: int = 0
@@ -122,6 +131,8 @@ class TrainConfig:
             config["input_dropout"] = self.input_dropout
         if self.kind == "transformer":
             config |= {"num_heads": self.num_heads, "transformer_layers": self.transformer_layers}
+        if self.context:
+            config["context"] = True
         return config
 
     def check(self) -> None:
@@ -149,6 +160,10 @@ class TrainConfig:
         elif (self.num_heads, self.transformer_layers) != (TRANSFORMER_NUM_HEADS, TRANSFORMER_LAYERS):
             raise TrainError(f"num_heads and transformer_layers apply to the transformer kind only, not to "
                              f"{self.kind!r}")
+        try:
+            check_context(self.kind, self.context)
+        except ValueError as exc:
+            raise TrainError(str(exc)) from None
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -253,7 +268,8 @@ def _trajectory_key(config_json: str) -> dict:
 # was, so checkpoints written without them still resume.
 _LATER_DEFAULTS = {"frame_dropout": 0.0, "time_mask": 0, "input_dropout": 0.0, "smoothing_target": "half",
                    "ontology_smoothing": 0.0, "teacher": None, "distill_weight": 0.5,
-                   "num_heads": TRANSFORMER_NUM_HEADS, "transformer_layers": TRANSFORMER_LAYERS}
+                   "num_heads": TRANSFORMER_NUM_HEADS, "transformer_layers": TRANSFORMER_LAYERS,
+                   "context": False}
 
 
 def _rng_state(rng: np.random.Generator) -> np.ndarray:

@@ -67,6 +67,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "--hidden-units",
     )
     parser.add_argument(
+        "--context", action="store_true", default=None,
+        help="the output layers also read the mean of each frame's two neighbours "
+        "(average, max, linear_softmax, single_attention, feature_attention)",
+    )
+    parser.add_argument(
         "--transformer-layers", type=int, default=None,
         help=f"--model transformer: encoder blocks over the frames ({TRANSFORMER_LAYERS})",
     )
@@ -162,6 +167,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, object]:
         "dropout",
         "num_heads",
         "transformer_layers",
+        "context",
         "holdout_fraction",
         "eval_every",
         "checkpoint_every",

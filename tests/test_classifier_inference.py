@@ -8,7 +8,14 @@ import sys
 import numpy as np
 import pytest
 
-from classifier.inference import MODEL_KINDS, Member, sinusoidal_positions, weight_layout
+from classifier.inference import (
+    CONTEXT_KINDS,
+    MODEL_KINDS,
+    Member,
+    neighbour_mean,
+    sinusoidal_positions,
+    weight_layout,
+)
 
 C = 7
 TOLERANCE = 1e-5
@@ -21,7 +28,8 @@ CONFIGS = [{"kind": kind, "num_classes": C, "hidden_units": 32, "num_layers": 3}
     {"kind": "transformer", "num_classes": C, "hidden_units": 32, "num_layers": 1, "num_heads": 4},
     {"kind": "transformer", "num_classes": C, "hidden_units": 24, "num_layers": 2, "num_heads": 3,
      "transformer_layers": 2, "dropout": 0.1},
-]
+] + [{"kind": kind, "num_classes": C, "hidden_units": 16, "num_layers": 2, "context": True}
+     for kind in CONTEXT_KINDS]
 TRANSFORMER = {"kind": "transformer", "num_classes": C, "hidden_units": 16, "num_layers": 1, "num_heads": 4,
                "transformer_layers": 2}
 
@@ -60,7 +68,8 @@ def _trained_like(config: dict, seed: int):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: f"{c['kind']}-{c.get('attention', 'sigmoid')}-"
-                                                         f"{c['hidden_units']}")
+                                                         f"{c['hidden_units']}"
+                                                         f"{'-context' if c.get('context') else ''}")
 def test_numpy_forward_equals_keras(config: dict) -> None:
     from classifier.models import frame_model
 
@@ -92,6 +101,9 @@ def test_bad_configs_and_weights_are_rejected() -> None:
         weight_layout("transformer", hidden_units=32, num_heads=5)
     with pytest.raises(ValueError, match="transformer_layers must be >= 1"):
         weight_layout("transformer", hidden_units=32, transformer_layers=0)
+    for kind in ("multi_attention", "transformer"):
+        with pytest.raises(ValueError, match=f"context applies to the kinds .*, not to '{kind}'"):
+            weight_layout(kind, hidden_units=32, context=True)
     config = {"kind": "average", "num_classes": C, "hidden_units": 8, "num_layers": 1}
     weights = [np.zeros(shape, np.float32) for _, shape in weight_layout(**config)]
     Member(config, weights)
@@ -111,6 +123,36 @@ def _random_member(config: dict, seed: int = 0) -> Member:
         else:
             weights.append(rng.normal(0, 1.0 / np.sqrt(shape[0]) if len(shape) > 1 else 0.5, shape))
     return Member(config, [w.astype(np.float32) for w in weights])
+
+
+def test_neighbour_mean_averages_the_real_neighbours_only() -> None:
+    h = np.arange(1, 5, dtype=np.float32)[None, :, None] * np.ones((2, 1, 2), np.float32)  # frames 1, 2, 3, 4
+    mask = np.array([[1, 1, 1, 1], [1, 1, 1, 0]], np.float32)
+    out = neighbour_mean(h, mask)
+    assert out.dtype == np.float32 and out.shape == h.shape
+    np.testing.assert_array_equal(out[0, :, 0], [2, 2, 3, 3])  # ends have one neighbour
+    np.testing.assert_array_equal(out[1, :3, 0], [2, 2, 2])  # the padded frame 4 is no neighbour
+    np.testing.assert_array_equal(neighbour_mean(h[:, :1], mask[:, :1]), np.zeros((2, 1, 2)))  # one frame
+
+
+def test_context_lets_a_frame_see_its_neighbours_and_nothing_further() -> None:
+    config = {"kind": "single_attention", "num_classes": C, "hidden_units": 16, "num_layers": 2}
+    plain, context = _random_member(config), _random_member(config | {"context": True})
+    rng = np.random.default_rng(7)
+    x = rng.integers(0, 256, (2, 6, 128)).astype(np.float32)
+    mask = np.array([[1] * 6, [1] * 4 + [0] * 2], np.float32)
+    changed = {}
+    for frame in (2, 4):  # a neighbour of frame 3, and a frame two away from frame 1
+        other = x.copy()
+        other[:, frame] = 255 - other[:, frame]
+        changed[frame] = {name: np.abs(m.frame_probs(other, mask) - m.frame_probs(x, mask)).max(axis=-1)
+                          for name, m in (("plain", plain), ("context", context))}
+    assert changed[2]["context"][0, 3] > 1e-3 and changed[2]["plain"][0, 3] == 0
+    assert changed[4]["context"][0, 1] == 0  # beyond the neighbours
+    noisy = np.where(mask[..., None] > 0, x, rng.integers(0, 256, x.shape)).astype(np.float32)
+    np.testing.assert_allclose(context.clip_probs(noisy, mask), context.clip_probs(x, mask), atol=1e-6)
+    alone = context.clip_probs(x[1:, :4], np.ones((1, 4), np.float32))  # padding is no neighbour either
+    np.testing.assert_allclose(alone, context.clip_probs(x, mask)[1:], atol=1e-6)
 
 
 def test_sinusoidal_positions_follow_vaswani() -> None:

@@ -248,6 +248,23 @@ def test_transformer_settings_enter_only_transformer_configs_and_old_checkpoints
     assert _trajectory_key(one) != _trajectory_key(two)  # a deeper model does not resume a shallower run
 
 
+def test_context_enters_only_configs_that_use_it_and_only_where_it_applies(tmp_path):
+    import json
+
+    from classifier.train import TrainError, _trajectory_key
+
+    assert "context" not in _config(tmp_path).model_config(4)  # older heads' configs stay as they were
+    assert _config(tmp_path, context=True).model_config(4)["context"] is True
+    with pytest.raises(TrainError, match=r"context applies to the kinds .*, not to 'multi_attention'"):
+        _config(tmp_path, kind="multi_attention", context=True).check()
+    current = json.dumps(dataclasses.asdict(_config(tmp_path)), sort_keys=True)
+    older = json.loads(current)
+    del older["context"]  # a checkpoint from before the setting existed still resumes
+    assert _trajectory_key(json.dumps(older)) == _trajectory_key(current)
+    with_context = json.dumps(dataclasses.asdict(_config(tmp_path, context=True)))
+    assert _trajectory_key(with_context) != _trajectory_key(current)
+
+
 def test_frame_dropout_and_time_mask_keep_a_real_frame_and_drop_at_the_set_rate(tmp_path):
     from classifier.train import _Batches
 

@@ -160,11 +160,22 @@ def _heads() -> dict:
     }
 
 
+_TRANSFORMER = {"kind": "transformer", "num_classes": 7, "hidden_units": 16, "num_layers": 1, "num_heads": 4,
+                "transformer_layers": 2}
+_FEATURE = {"kind": "feature_attention", "num_classes": 7, "hidden_units": 16, "num_layers": 1}
+_CONTEXT_SINGLE = {"kind": "single_attention", "num_classes": 7, "hidden_units": 16, "num_layers": 2,
+                   "context": True}
+_ACROSS_FRAMES = {"transformer": (_TRANSFORMER, _FEATURE),
+                  "context": (_CONTEXT_SINGLE, _FEATURE | {"context": True})}
+
+
 @pytest.mark.slow
-def test_head_module_with_a_transformer_member_matches_the_numpy_head():
-    """A transformer member (with a feature-attention one, log-odds averaged) in the TF graph of the export,
-    traced once for any clip length, against Head.predict_arrays: clips of 1, 4 and 10 patches, padded; and
-    converted to TF-Lite with built-in ops only, as `export --format tflite` converts it."""
+@pytest.mark.parametrize("configs", list(_ACROSS_FRAMES.values()), ids=list(_ACROSS_FRAMES))
+def test_head_module_with_context_members_matches_the_numpy_head(configs):
+    """Members that look across frames (a transformer, or neighbour context), with a feature-attention one,
+    log-odds averaged, in the TF graph of the export, traced once for any clip length, against
+    Head.predict_arrays: clips of 1, 4 and 10 patches, padded; and converted to TF-Lite with built-in ops
+    only, as `export --format tflite` converts it."""
     import keras
     import tensorflow as tf
 
@@ -173,13 +184,10 @@ def test_head_module_with_a_transformer_member_matches_the_numpy_head():
     from classifier.tf_head import HeadModule
 
     keras.utils.set_random_seed(2)
-    transformer = {"kind": "transformer", "num_classes": 7, "hidden_units": 16, "num_layers": 1,
-                   "num_heads": 4, "transformer_layers": 2}
-    feature = {"kind": "feature_attention", "num_classes": 7, "hidden_units": 16, "num_layers": 1}
-    head = Head([build_model(**transformer), build_model(**feature)], [transformer, feature],
-                [f"c{i}" for i in range(7)], combine="mean_logit")
+    head = Head([build_model(**c) for c in configs], list(configs), [f"c{i}" for i in range(7)],
+                combine="mean_logit")
     module = HeadModule(head.member_configs, head.member_weights, head.combine)
-    assert not module.has_frames
+    assert module.has_frames == (configs[0]["kind"] != "transformer")
     signature = [tf.TensorSpec([None, None, 128], tf.float32), tf.TensorSpec([None, None], tf.float32)]
     clip_probabilities = tf.function(module.clip_probabilities, input_signature=signature)
     rng = np.random.default_rng(7)
