@@ -23,7 +23,7 @@ import numpy as np
 from classifier import load_head, load_pretrained
 from classifier.labels import load_class_labels
 from classifier.metrics import compute_metrics
-from classifier.pretrained import combine_probabilities
+from classifier.pretrained import combine_probabilities, from_log_odds, log_odds
 from classifier.readers import cache_clipset, load_clipset
 from classifier.strong import (
     RELEASE_FRAME_HOP,
@@ -38,16 +38,6 @@ from classifier.timeline import TimelineParams, calibrate_frames
 ROOT = Path(__file__).resolve().parents[1]
 RELEASE = ROOT.parent / "shared" / "data" / "audioset_v1_embeddings"
 STRONG = ROOT.parent / "shared" / "data" / "audioset_strong" / "eval_strong_dev.tsv"
-PROB_FLOOR = 1e-7  # probabilities are clipped to [floor, 1 - floor] before taking log-odds
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, PROB_FLOOR, 1.0 - PROB_FLOOR)
-    return np.log(p / (1.0 - p))
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-z))
 
 
 def _clips(path: Path, cache: Path | None):
@@ -76,10 +66,10 @@ def probe_timeline(args: argparse.Namespace) -> None:
                for s, c in zip(matched.segments, clips, strict=True)]
     head = load_head(args.head) if args.head else load_pretrained()
     clip_probs = head.predict_clips(clips)[:, columns]
-    plain = [_logit(f[:, columns]) for f in head.predict_frames_raw(clips)]
+    plain = [log_odds(f[:, columns]) for f in head.predict_frames_raw(clips)]
 
     def report(name: str, logits: list[np.ndarray]) -> None:
-        frames = [_sigmoid(z) for z in logits]
+        frames = [from_log_odds(z) for z in logits]
         loc = localization_ap(targets, frames)
         calibrated = [calibrate_frames(p, f, head.timeline) for p, f in zip(clip_probs, frames, strict=True)]
         print(f"| {name} | {loc.ap:.4f} ({loc.ap - loc.chance:+.4f}) | "
@@ -89,13 +79,14 @@ def probe_timeline(args: argparse.Namespace) -> None:
     print("| frame scores | localization AP (vs chance) | frame mAP, calibrated |\n|---|---|---|")
     report("plain frame probabilities", plain)
     for beta in (0.25, 0.5, 1.0):
-        shifted = [_logit(f[:, columns]) for f in head.predict_frames_raw(background_subtracted(clips, beta))]
+        shifted_clips = background_subtracted(clips, beta)
+        shifted = [log_odds(f[:, columns]) for f in head.predict_frames_raw(shifted_clips)]
         report(f"background subtracted, beta {beta}", shifted)
         for w in (0.3, 0.5, 0.7):
             report(f"  mixed with plain, weight {w}", [(1 - w) * a + w * b for a, b in zip(plain, shifted,
                                                                                        strict=True)])
 
-    frames = [_sigmoid(z) for z in plain]
+    frames = [from_log_odds(z) for z in plain]
     print("\n| calibration | frame mAP |\n|---|---|")
     shipped = [calibrate_frames(p, f, TimelineParams(0.25)) for p, f in zip(clip_probs, frames, strict=True)]
     print(f"| clip x (frame / max frame) ^ 0.25 (shipped) | {frame_map(targets, shipped):.4f} |")

@@ -39,7 +39,7 @@ HEAD_FORMAT = "audiotag-head-v1"
 DEFAULT_HEAD = "audioset"
 WEIGHT_DTYPES = ("float32", "float16", "int8")
 COMBINE_RULES = ("mean_probability", "mean_logit")
-_LOGIT_EPS = 1e-7  # probabilities are clipped to [eps, 1 - eps] before taking log-odds
+LOGIT_EPS = 1e-7  # probabilities are clipped to [eps, 1 - eps] before taking log-odds
 
 
 _HEAD_REMEDY = "pass a head.npz written by `audiotag train` (or train one again)"
@@ -241,9 +241,20 @@ def combine_probabilities(probs: Sequence[np.ndarray], rule: str = "mean_probabi
     stacked = np.stack([np.asarray(p, np.float32) for p in probs])
     if _checked_rule(rule) == "mean_probability":
         return stacked.mean(axis=0, dtype=np.float32)
-    p = np.clip(stacked.astype(np.float64), _LOGIT_EPS, 1 - _LOGIT_EPS)
-    logit = (np.log(p) - np.log1p(-p)).mean(axis=0)
-    return (1 / (1 + np.exp(-logit))).astype(np.float32)
+    return from_log_odds(log_odds(stacked.astype(np.float64)).mean(axis=0)).astype(np.float32)
+
+
+def log_odds(p: np.ndarray) -> np.ndarray:
+    """log(p / (1 - p)) of probabilities clipped to [LOGIT_EPS, 1 - LOGIT_EPS], in p's float dtype (the
+    mean_logit rule's transform)."""
+    p = np.clip(p, LOGIT_EPS, 1 - LOGIT_EPS)
+    return np.log(p) - np.log1p(-p)
+
+
+def from_log_odds(z: np.ndarray) -> np.ndarray:
+    """The logistic function 1 / (1 + exp(-z)), inverse of :func:`log_odds`, in z's float dtype."""
+    with np.errstate(over="ignore"):
+        return 1 / (1 + np.exp(-z))
 
 
 def _checked_rule(rule: str) -> str:

@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from classifier.models import DECISION_LEVEL_KINDS, build_model, frame_model
-from classifier.pretrained import _LOGIT_EPS, COMBINE_RULES
+from classifier.pretrained import COMBINE_RULES, LOGIT_EPS
 
 
 def combine(probs: Sequence[tf.Tensor], rule: str) -> tf.Tensor:
@@ -26,7 +26,7 @@ def combine(probs: Sequence[tf.Tensor], rule: str) -> tf.Tensor:
     stacked = tf.stack(list(probs))
     if rule == "mean_probability":
         return tf.reduce_mean(stacked, axis=0)
-    p = tf.clip_by_value(stacked, _LOGIT_EPS, 1.0 - _LOGIT_EPS)
+    p = tf.clip_by_value(stacked, LOGIT_EPS, 1.0 - LOGIT_EPS)
     return tf.sigmoid(tf.reduce_mean(tf.math.log(p) - tf.math.log1p(-p), axis=0))
 
 

@@ -264,6 +264,19 @@ def test_combine_heads_averages_all_members(tmp_path):
         combine_heads([a, other], "bad")
 
 
+def test_log_odds_clips_saturated_probabilities_and_inverts():
+    from classifier.pretrained import LOGIT_EPS, from_log_odds, log_odds
+
+    p = np.array([0.0, 0.25, 0.5, 0.9, 1.0], np.float32)
+    z = log_odds(p)
+    assert z.dtype == np.float32 and np.isfinite(z).all()
+    np.testing.assert_allclose(z[1:4], [np.log(1 / 3), 0.0, np.log(9.0)], rtol=1e-6)
+    assert z[0] == pytest.approx(np.log(LOGIT_EPS), rel=1e-6)
+    assert 15 < z[4] < 17  # 1 - LOGIT_EPS rounds to float32's 1 - 1.2e-7
+    np.testing.assert_allclose(from_log_odds(z)[1:4], p[1:4], rtol=1e-6)
+    assert from_log_odds(np.array([-1e4, 1e4])).tolist() == [0.0, 1.0]  # no overflow warning or NaN
+
+
 def test_mean_logit_combination_averages_log_odds_and_survives_saving(tmp_path):
     from classifier.pretrained import combine_heads, combine_probabilities
 
