@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from classifier.inference import MODEL_KINDS, TRANSFORMER_LAYERS, TRANSFORMER_NUM_HEADS
+from classifier.inference import CONTEXT_KINDS, MODEL_KINDS, TRANSFORMER_LAYERS, TRANSFORMER_NUM_HEADS
 
 
 def features_source(path: str | Path) -> str:
@@ -67,13 +67,13 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "--hidden-units",
     )
     parser.add_argument(
-        "--context", action="store_true", default=None,
-        help="the output layers also read the mean of each frame's two neighbours "
-        "(average, max, linear_softmax, single_attention, feature_attention)",
-    )
-    parser.add_argument(
         "--transformer-layers", type=int, default=None,
         help=f"--model transformer: encoder blocks over the frames ({TRANSFORMER_LAYERS})",
+    )
+    parser.add_argument(
+        "--context", action="store_true", default=None,
+        help="the output layers also read the mean of each frame's two neighbours "
+        f"(--model {', '.join(CONTEXT_KINDS)})",
     )
     parser.add_argument(
         "--holdout-fraction",
