@@ -2,13 +2,14 @@
 parameters) in the head file; report clip-level F1 on eval with the tuned thresholds against a fixed 0.5.
 
     python benchmarks/fit_postprocessing.py [--head data/heads/audioset.npz] [--gamma G]
-        [--offset-ratio R] [--min-duration S] [--merge-gap S] [--write] [--cache-dir runs]
+        [--attention-exponent A] [--offset-ratio R] [--min-duration S] [--merge-gap S] [--write]
+        [--cache-dir runs]
 
 Per class, the onset threshold maximises clip-level F1 on the held-out split that training uses
 (classifier.train.split_holdout with the default TrainConfig: 10 %, seed 0, rows sorted by clip id);
-the offset is onset * R. G, R, the minimum duration and the merge gap are chosen on the strong-label dev
-half with benchmarks/sed_strong.py --search. The eval set is only reported on. Without --write nothing is
-changed.
+the offset is onset * R. G, A (classifier.timeline.TimelineParams), R, the minimum duration and the
+merge gap are chosen on the strong-label dev half with benchmarks/sed_strong.py --search. The eval set is
+only reported on. Without --write nothing is changed.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--head", type=Path, default=ROOT / "data" / "heads" / "audioset.npz")
     parser.add_argument("--gamma", type=float, default=DEFAULT_GAMMA)
+    parser.add_argument("--attention-exponent", type=float, default=0.0,
+                        help="attention weighting of the raw frame scores (0: plain frame probabilities)")
     parser.add_argument("--offset-ratio", type=float, default=1.0)
     parser.add_argument("--min-duration", type=float, default=0.0)
     parser.add_argument("--merge-gap", type=float, default=0.0)
@@ -60,8 +63,8 @@ def main() -> None:
     print(f"| fixed 0.5 | {fixed.macro:.4f} | {fixed.micro:.4f} |")
     print(f"| per-class thresholds (held-out F1) | {tuned.macro:.4f} | {tuned.micro:.4f} |")
     if args.write:
-        set_postprocessing(args.head, timeline=TimelineParams(args.gamma).to_config(),
-                           event_rules=rules.to_config())
+        timeline = TimelineParams(args.gamma, args.attention_exponent)
+        set_postprocessing(args.head, timeline=timeline.to_config(), event_rules=rules.to_config())
         print(f"wrote the timeline parameters and event rules into {args.head}")
 
 

@@ -1,7 +1,7 @@
 """How trustworthy is the timeline? Frame mAP, localization AP and segment F1 on AudioSet strong labels.
 
     python benchmarks/sed_strong.py [--strong TSV] [--head PATH] [--eval-cache runs/cache_eval.npz]
-                                    [--frame-hop SECONDS] [--search]
+                                    [--gamma G] [--attention-exponent A] [--frame-hop SECONDS] [--search]
 
 Scores the eval-release clips that have strong labels (default: ../shared/data/audioset_strong/
 eval_strong_dev.tsv) with a head and prints, over the strong-label classes the head knows (see
@@ -64,6 +64,8 @@ def main() -> None:
                         help="take the timeline's frame members from this head's decision-level members")
     parser.add_argument("--gamma", type=float, default=None,
                         help="calibration exponent (default: the head's)")
+    parser.add_argument("--attention-exponent", type=float, default=None,
+                        help="attention weighting of the raw frame scores (default: the head's)")
     parser.add_argument("--frame-hop", type=float, default=RELEASE_FRAME_HOP,
                         help="seconds between a release clip's frames (default: %(default)s, the release's)")
     parser.add_argument("--search", action="store_true", help="also print the post-processing grid")
@@ -75,8 +77,12 @@ def main() -> None:
     head = load_head(args.head) if args.head else load_pretrained()
     if args.frame_head:
         head = head.with_frame_members(load_head(args.frame_head))
-    if args.gamma is not None:
-        head.timeline = TimelineParams(args.gamma)
+    if args.gamma is not None or args.attention_exponent is not None:
+        gamma = head.timeline.gamma if args.gamma is None else args.gamma
+        exponent = args.attention_exponent
+        if exponent is None:
+            exponent = head.timeline.attention_exponent
+        head.timeline = TimelineParams(gamma, exponent)
     labels = load_class_labels()
     if head.class_names != labels.names:
         raise SystemExit("the head's classes are not AudioSet's 527")
@@ -98,7 +104,8 @@ def main() -> None:
     broadcast = [np.repeat(p[None], n, axis=0) for p, n in zip(clip_probs, lengths, strict=True)]
     refs = [segment_activity([(a, b, column_of[m]) for a, b, m in strong[s] if m in column_of], len(mids),
                              n * hop) for s, n in zip(segments, lengths, strict=True)]
-    print(f"(predictions in {time.time() - t0:.0f} s; gamma = {head.timeline.gamma}; frame hop {hop} s)\n")
+    print(f"(predictions in {time.time() - t0:.0f} s; gamma = {head.timeline.gamma}; attention exponent = "
+          f"{head.timeline.attention_exponent}; frame hop {hop} s)\n")
 
     base = frame_map(targets, broadcast)
     loc_raw = localization_ap(targets, raw)
@@ -120,7 +127,7 @@ def main() -> None:
     if args.search:
         print("\ncalibration exponent gamma: frame mAP")
         for gamma in (0.0, 0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0):
-            params = TimelineParams(gamma)
+            params = TimelineParams(gamma, head.timeline.attention_exponent)
             frames = [calibrate_frames(p, f, params) for p, f in zip(clip_probs, raw, strict=True)]
             print(f"  {gamma:5.2f}  {frame_map(targets, frames):.4f}")
         print("\nevent rules on the calibrated timeline (head's onsets): offset ratio, min duration, "

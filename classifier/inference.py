@@ -290,14 +290,19 @@ class Member:
             h = h + self._apply(f"ffn{block + 1}_out", np.maximum(inner, 0.0, out=inner))
         return self._layer_norm("ln_final", h)
 
-    def _pool(self, values: np.ndarray, logits: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """Attention pooling over time: [B, T, D] values and logits, mask [B, T] -> [B, D]."""
+    def _attention_weights(self, logits: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Unnormalised attention weights float32 [B, T, D] from logits [B, T, D] and mask [B, T], 0 on
+        padded frames: sigmoid attention clip(sigmoid(logits), eps, 1 - eps); softmax attention
+        exp(logits - max_t logits), so each clip's largest weight is 1. The pooling divides by their sum."""
         m = mask[..., None]
         if self.attention == "sigmoid":
-            weights = np.clip(_sigmoid(logits), ATTENTION_EPS, 1.0 - ATTENTION_EPS) * m
-        else:
-            masked = np.where(m > 0, logits, np.float32(-1e9))
-            weights = np.exp(masked - masked.max(axis=1, keepdims=True)) * m
+            return np.clip(_sigmoid(logits), ATTENTION_EPS, 1.0 - ATTENTION_EPS) * m
+        masked = np.where(m > 0, logits, np.float32(-1e9))
+        return np.exp(masked - masked.max(axis=1, keepdims=True)) * m
+
+    def _pool(self, values: np.ndarray, logits: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Attention pooling over time: [B, T, D] values and logits, mask [B, T] -> [B, D]."""
+        weights = self._attention_weights(logits, mask)
         return (values * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), np.float32(ATTENTION_EPS))
 
     def clip_probs(self, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -326,15 +331,30 @@ class Member:
             return (frame * frame).sum(axis=1) / np.maximum(frame.sum(axis=1), np.float32(ATTENTION_EPS))
         return self._pool(frame, self._apply("att", top), mask)
 
-    def frame_probs(self, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    def frame_probs(self, x: np.ndarray, mask: np.ndarray, attention_exponent: float = 0.0) -> np.ndarray:
         """Frame probabilities float32 [B, T, C] of a decision-level member (for multi_attention: the fusion
-        layer applied to both levels' frame probabilities); ValueError for the kinds without frames."""
+        layer applied to both levels' frame probabilities); ValueError for the kinds without frames.
+
+        ``attention_exponent`` a > 0 weighs each frame probability by its attention weight ** a (the weight
+        the clip's attention pooling gives the frame: single_attention's ``att`` weights, multi_attention's
+        geometric mean of both levels'), a score in [0, 1] that follows the frame's share in the pooled clip
+        score; kinds without attention ignore it. 0 gives the plain probabilities.
+        """
         if not self.has_frames:
             raise ValueError(f"model kind {self.kind!r} has no frame-level output")
         mask = np.asarray(mask, np.float32)
         hidden = self._trunk(x, mask)
         if self.kind == "multi_attention":
-            both = [_sigmoid(self._apply(f"cla{level}", h))
-                    for level, h in ((1, hidden[-2]), (2, hidden[-1]))]
-            return _sigmoid(self._apply("fuse", np.concatenate(both, axis=-1)))
-        return _sigmoid(self._apply("frame_probs", self._output_input(hidden[-1], mask)))
+            levels = ((1, hidden[-2]), (2, hidden[-1]))
+            both = [_sigmoid(self._apply(f"cla{level}", h)) for level, h in levels]
+            frames = _sigmoid(self._apply("fuse", np.concatenate(both, axis=-1)))
+            if attention_exponent > 0:
+                for level, h in levels:
+                    frames *= self._attention_weights(self._apply(f"att{level}", h), mask) ** np.float32(
+                        attention_exponent / 2)
+            return frames
+        top = self._output_input(hidden[-1], mask)
+        frames = _sigmoid(self._apply("frame_probs", top))
+        if attention_exponent > 0 and self.kind == "single_attention":
+            frames *= self._attention_weights(self._apply("att", top), mask) ** np.float32(attention_exponent)
+        return frames

@@ -84,13 +84,16 @@ class AttentionPooling(layers.Layer):
             raise ValueError(f"attention must be 'sigmoid' or 'softmax', got {attention!r}")
         self.attention = attention
 
-    def call(self, values, logits, mask):
+    def attention_weights(self, logits, mask):
+        """Unnormalised weights [B, T, D], 0 on padded frames (softmax: exp(a - max_t a), largest 1)."""
         m = ops.expand_dims(mask, -1)
         if self.attention == "sigmoid":
-            weights = ops.clip(ops.sigmoid(logits), ATTENTION_EPS, 1.0 - ATTENTION_EPS) * m
-        else:
-            masked = ops.where(m > 0, logits, ops.full_like(logits, -1e9))
-            weights = ops.exp(masked - ops.max(masked, axis=1, keepdims=True)) * m
+            return ops.clip(ops.sigmoid(logits), ATTENTION_EPS, 1.0 - ATTENTION_EPS) * m
+        masked = ops.where(m > 0, logits, ops.full_like(logits, -1e9))
+        return ops.exp(masked - ops.max(masked, axis=1, keepdims=True)) * m
+
+    def call(self, values, logits, mask):
+        weights = self.attention_weights(logits, mask)
         return ops.sum(values * weights, axis=1) / ops.maximum(ops.sum(weights, axis=1), ATTENTION_EPS)
 
     def get_config(self):
@@ -271,18 +274,29 @@ def build_model(
     return keras.Model({"x": x, "mask": mask}, out, name=kind)
 
 
-def frame_model(model: keras.Model) -> keras.Model:
+def frame_model(model: keras.Model, attention_exponent: float = 0.0) -> keras.Model:
     """A model sharing ``model``'s weights that outputs frame-level probabilities [B, T, C].
 
     For "multi_attention" the frame score applies the fusion layer to the two levels' frame probabilities
-    (the clip output applies it to their attention-pooled values).  Raises ValueError for
-    "feature_attention" and "transformer", which have no frame-level output.
+    (the clip output applies it to their attention-pooled values).  ``attention_exponent`` a > 0 weighs them
+    by the frames' attention weights ** a (multi_attention: the geometric mean of both levels' weights), as
+    classifier.inference.Member.frame_probs.  Raises ValueError for "feature_attention" and "transformer",
+    which have no frame-level output.
     """
     if model.name not in DECISION_LEVEL_KINDS:
         raise ValueError(f"model kind {model.name!r} has no frame-level output")
+    mask = model.input["mask"]
     if model.name == "multi_attention":
         both = layers.Concatenate()([model.get_layer("cla1").output, model.get_layer("cla2").output])
         frame = model.get_layer("fuse")(both)
+        if attention_exponent > 0:
+            for level in (1, 2):
+                weights = model.get_layer(f"pool{level}").attention_weights(
+                    model.get_layer(f"att{level}").output, mask)
+                frame = frame * ops.power(weights, attention_exponent / 2)
     else:
         frame = model.get_layer("frame_probs").output
+        if attention_exponent > 0 and model.name == "single_attention":
+            weights = model.get_layer("pool").attention_weights(model.get_layer("att").output, mask)
+            frame = frame * ops.power(weights, attention_exponent)
     return keras.Model(model.inputs, frame, name=f"{model.name}_frames")

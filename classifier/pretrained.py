@@ -25,6 +25,7 @@ import json
 import logging
 import os
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -170,11 +171,12 @@ class Head:
         return clip_probs, frames
 
     def predict_frames_raw(self, clips: Sequence[np.ndarray], batch_size: int = 1024) -> list[np.ndarray]:
-        """Uncalibrated frame probabilities, one float32 [T, C] per clip (use them only within a clip).
+        """Uncalibrated frame scores, one float32 [T, C] in [0, 1] per clip (use them only within a clip).
 
         From the frame members when the head has them, else from its decision-level members (combined by
-        the head's rule); a head with neither (e.g. only feature-level attention) scores each patch as a
-        one-patch clip.
+        the head's rule): their frame probabilities, those of attention members weighted by the frames'
+        attention weights ** ``self.timeline.attention_exponent``. A head with neither (e.g. only
+        feature-level attention) scores each patch as a one-patch clip.
         """
         clips = _check_clips(clips)
         if not clips:
@@ -185,7 +187,9 @@ class Head:
             probs = self.predict_arrays(patches, np.ones(patches.shape[:2], bool), batch_size)
             return np.split(probs, np.cumsum([len(c) for c in clips])[:-1])
         x, mask = pad_clips(clips)
-        probs = self._run([m.frame_probs for m in members], x, mask, batch_size)
+        exponent = self.timeline.attention_exponent
+        probs = self._run([partial(m.frame_probs, attention_exponent=exponent) for m in members], x, mask,
+                          batch_size)
         return [p[: len(c)] for p, c in zip(probs, clips, strict=True)]
 
     def _run(self, fns: list, x: np.ndarray, mask: np.ndarray, batch_size: int) -> np.ndarray:

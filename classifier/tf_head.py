@@ -49,11 +49,13 @@ class _KerasModels:
 class HeadModule(tf.Module):
     """Clip and raw frame probabilities of a head; x float32 [B, T, 128] (uint8 embedding values), mask
     float32 [B, T] (1 = real frame). Frame members (decision-level, a head file's "frame_members") score
-    frames only. `has_frames`: whether there is a frame member or a decision-level member."""
+    frames only. `has_frames`: whether there is a frame member or a decision-level member.
+    `attention_exponent`: the raw frame scores' attention weighting (classifier.timeline.TimelineParams)."""
 
     def __init__(self, member_configs: Sequence[dict], member_weights: Sequence[Sequence[np.ndarray]],
                  combine_rule: str = "mean_probability", frame_member_configs: Sequence[dict] = (),
-                 frame_member_weights: Sequence[Sequence[np.ndarray]] = ()) -> None:
+                 frame_member_weights: Sequence[Sequence[np.ndarray]] = (),
+                 attention_exponent: float = 0.0) -> None:
         super().__init__(name="head")
         if not member_configs or len(member_configs) != len(member_weights):
             raise ValueError("a head needs at least one member and one weight list per member")
@@ -66,7 +68,7 @@ class HeadModule(tf.Module):
         # As classifier.pretrained.Head.predict_frames_raw: the frame members when there are any (used for
         # frames only), else the decision-level members.
         frame_sources = timeline_only or [m for m in members if m.name in DECISION_LEVEL_KINDS]
-        frame_members = [frame_model(m) for m in frame_sources]
+        frame_members = [frame_model(m, attention_exponent) for m in frame_sources]
         self.keras = _KerasModels(tuple(members), tuple(frame_members))
         # The members' tf.Variables (a Keras 3 variable's `value` on the TensorFlow backend), listed here and
         # nowhere else: a SavedModel stores each once, and TF-Lite conversion, which freezes only the
@@ -80,8 +82,8 @@ class HeadModule(tf.Module):
                        self.combine_rule)
 
     def frame_probabilities(self, x: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
-        """Raw frame probabilities float32 [B, T, C] from the frame members, else the decision-level members
-        (ValueError if there are neither)."""
+        """Raw frame scores float32 [B, T, C] from the frame members, else the decision-level members
+        (ValueError if there are neither), as classifier.pretrained.Head.predict_frames_raw."""
         if not self.has_frames:
             raise ValueError("this head has no decision-level member to score frames")
         return combine([m({"x": x, "mask": mask}, training=False) for m in self.keras.frame],

@@ -7,8 +7,10 @@ patches by the class's within-clip localization:
 
     score[t, c] = clip[c] * (local[t, c] / max_t local[t, c]) ** gamma
 
-where ``local`` is the raw frame probability [T, C]. ``gamma`` = 0 repeats the clip score on every patch;
-larger values follow the localization more closely. The peak patch of a class always scores exactly the
+where ``local`` is the raw frame score [T, C] (:meth:`classifier.pretrained.Head.predict_frames_raw`: the
+frame probability, weighted by the frame's attention weight ** ``attention_exponent`` for attention
+members). ``gamma`` = 0 repeats the clip score on every patch; larger values follow the localization more
+closely. The peak patch of a class always scores exactly the
 clip probability, so thresholds chosen on clip scores apply to the timeline too. It is a small closed-form
 function of (clip probabilities, raw frame probabilities), elementwise plus a max over time, so it can be
 reproduced in any graph (TensorFlow, numpy).
@@ -27,16 +29,23 @@ _FLOOR = 1e-12  # keeps 0 / 0 out of the ratio when every frame of a class is ex
 
 @dataclass(frozen=True)
 class TimelineParams:
-    """Calibration parameters (stored in a head file under ``"timeline"``); see the module docstring."""
+    """Calibration parameters (stored in a head file under ``"timeline"``); see the module docstring.
+
+    gamma: exponent of the within-clip relative frame score. attention_exponent: how much the raw frame
+    scores of attention members follow their attention weights (0: plain frame probabilities, the only
+    behaviour of head files that do not store it)."""
 
     gamma: float = DEFAULT_GAMMA
+    attention_exponent: float = 0.0
 
     def __post_init__(self) -> None:
-        if not (np.isfinite(self.gamma) and self.gamma >= 0):
-            raise ValueError(f"timeline gamma must be a finite number >= 0, got {self.gamma}")
+        for name in ("gamma", "attention_exponent"):
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value >= 0):
+                raise ValueError(f"timeline {name} must be a finite number >= 0, got {value}")
 
     def to_config(self) -> dict[str, Any]:
-        return {"gamma": float(self.gamma)}
+        return {"gamma": float(self.gamma), "attention_exponent": float(self.attention_exponent)}
 
     @classmethod
     def from_config(cls, config: dict[str, Any] | None) -> TimelineParams:

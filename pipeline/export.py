@@ -80,7 +80,7 @@ def window_starts(num_patches: tf.Tensor, hop: int) -> tf.Tensor:
 
 class TimelineScores(tf.Module):
     """The calibrated timeline [N, C] of a clip, as pipeline.Tagger.score: each window's raw frame
-    probabilities (classifier.pretrained.Head.predict_frames_raw: the head's frame output, or each patch as
+    scores (classifier.pretrained.Head.predict_frames_raw: the head's frame output, or each patch as
     a one-patch clip when it has none) calibrated with its clip probabilities and the head's gamma
     (classifier.tf_timeline.calibrate_frames), then merged by the maximum over covering windows."""
 
@@ -90,7 +90,7 @@ class TimelineScores(tf.Module):
         self.gamma = float(gamma)
 
     def raw_frames(self, windows: tf.Tensor) -> tf.Tensor:
-        """windows float32 [W, T, 128] (uint8 embedding values) -> raw frame probabilities [W, T, C]."""
+        """windows float32 [W, T, 128] (uint8 embedding values) -> raw frame scores [W, T, C]."""
         if self.head.has_frames:
             return self.head.frame_probabilities(windows, tf.ones_like(windows[:, :, 0]))
         patches = tf.reshape(windows, [-1, 1, tf.shape(windows)[2]])
@@ -118,7 +118,8 @@ class TaggerModule(tf.Module):
 
         self.vggish = vggish
         self.head = HeadModule(head.member_configs, head.member_weights, head.combine,
-                               head.frame_member_configs, head.frame_member_weights)
+                               head.frame_member_configs, head.frame_member_weights,
+                               head.timeline.attention_exponent)
         self.timeline = TimelineScores(self.head, head.timeline.gamma)
         self.postprocessor = postprocessor
         self.mids, self.names, self.info = list(mids), list(names), info

@@ -85,6 +85,13 @@ def test_numpy_forward_equals_keras(config: dict) -> None:
     if member.has_frames:
         frames = np.asarray(frame_model(model)({"x": x, "mask": mask}, training=False))
         np.testing.assert_allclose(member.frame_probs(x, mask), frames, rtol=0, atol=TOLERANCE)
+        weighted = np.asarray(frame_model(model, 0.5)({"x": x, "mask": mask}, training=False))
+        np.testing.assert_allclose(member.frame_probs(x, mask, 0.5), weighted, rtol=0, atol=TOLERANCE)
+        if config["kind"] in ("single_attention", "multi_attention"):  # the weights change the scores
+            assert np.abs(weighted - frames).max() > 0.01
+            assert (weighted <= frames + TOLERANCE).all()  # weights are <= 1
+        else:
+            np.testing.assert_array_equal(weighted, frames)
     else:
         with pytest.raises(ValueError, match="no frame-level output"):
             member.frame_probs(x, mask)

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from classifier.clipset import pad_clips
 from classifier.models import DECISION_LEVEL_KINDS, MODEL_KINDS, build_model, frame_model
 from classifier.pretrained import Head, HeadError, load_head, save_head
 
@@ -194,6 +195,28 @@ def test_calibrated_frames_peak_at_the_clip_probability_and_follow_the_raw_ranki
         np.testing.assert_allclose(f.max(axis=0), p, rtol=1e-5)
         np.testing.assert_allclose(f, p * (r / r.max(axis=0)) ** 0.5, rtol=1e-5)
     np.testing.assert_allclose(np.concatenate(head.predict_frames(clips)), np.concatenate(frames))
+
+
+def test_attention_exponent_weighs_raw_frames_by_attention_and_is_saved(tmp_path):
+    rng = np.random.default_rng(4)
+    clips = [rng.integers(0, 256, (t, 128)).astype(np.uint8) for t in (10, 3)]
+    names = [str(i) for i in range(C)]
+    model = _tiny("single_attention", 8)
+    plain = Head([model], [_member_config("single_attention")], names)
+    weighted = Head([model], [_member_config("single_attention")], names,
+                    timeline={"gamma": 0.25, "attention_exponent": 0.5})
+    back = load_head(weighted.save(tmp_path / "h.npz"))
+    assert back.timeline == weighted.timeline
+    x, mask = (a.astype(np.float32) for a in pad_clips(clips))
+    want = np.asarray(frame_model(model, 0.5)({"x": x, "mask": mask}))
+    for got, w, p, clip in zip(back.predict_frames_raw(clips), want, plain.predict_frames_raw(clips), clips,
+                               strict=True):
+        np.testing.assert_allclose(got, w[: len(clip)], rtol=1e-5, atol=1e-7)
+        assert np.all(got <= p + 1e-6) and np.abs(got - p).max() > 1e-3
+    # The calibrated timeline still peaks at the clip probability.
+    clip_probs, frames = back.predict_timeline(clips)
+    for c, f in zip(clip_probs, frames, strict=True):
+        np.testing.assert_allclose(f.max(axis=0), c, rtol=1e-5)
 
 
 def test_head_file_keeps_frame_members_timeline_and_event_rules(tmp_path):

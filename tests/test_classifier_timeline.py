@@ -39,6 +39,16 @@ def test_calibration_peaks_at_clip_score_keeps_ranking_and_gamma_zero_broadcasts
         TimelineParams(-1.0)
 
 
+def test_timeline_params_round_trip_and_default_to_plain_frames():
+    params = TimelineParams(0.3, attention_exponent=0.5)
+    assert TimelineParams.from_config(params.to_config()) == params
+    assert TimelineParams.from_config({"gamma": 0.25}).attention_exponent == 0.0  # heads saved before it
+    assert TimelineParams.from_config(None) == TimelineParams()
+    for bad in (-0.1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="attention_exponent"):
+            TimelineParams(attention_exponent=bad)
+
+
 def test_calibration_of_a_silent_class_is_zero_not_nan():
     out = calibrate_frames(np.array([0.3], np.float32), np.zeros((4, 1), np.float32))
     assert np.all(out == 0)

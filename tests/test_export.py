@@ -139,7 +139,8 @@ def test_tf_calibration_and_merge_match_numpy_timeline():
 
 
 def _heads() -> dict:
-    """Small heads covering TimelineScores' three sources of raw frames, each with its own gamma."""
+    """Small heads covering TimelineScores' three sources of raw frames, each with its own gamma, and raw
+    frames weighted by attention (single and multi attention)."""
     import keras
 
     from classifier.models import build_model
@@ -156,7 +157,11 @@ def _heads() -> dict:
         "decision-level members": Head([build_model(**single), build_model(**feature)], [single, feature],
                                        names, combine="mean_probability", timeline={"gamma": 0.0}),
         "frame members": Head([build_model(**feature)], [feature], names, combine="mean_logit",
-                              frame_members=[build_model(**multi)], frame_member_configs=[multi]),
+                              frame_members=[build_model(**multi)], frame_member_configs=[multi],
+                              timeline={"attention_exponent": 1.0}),
+        "attention-weighted members": Head([build_model(**single), build_model(**feature)], [single, feature],
+                                           names, combine="mean_logit",
+                                           timeline={"gamma": 0.25, "attention_exponent": 0.5}),
     }
 
 
