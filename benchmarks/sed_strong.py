@@ -6,16 +6,18 @@
 Scores the eval-release clips that have strong labels (default: ../shared/data/audioset_strong/
 eval_strong_dev.tsv) with a head and prints, over the strong-label classes the head knows (see
 classifier.strong for the definitions):
-- frame-level mAP of the calibrated timeline (``Head.predict_frames``), of the raw frame probabilities,
-  and of the clip-score broadcast baseline (each clip's score repeated on all its patches);
-- localization AP inside positive clips (calibrated = raw ranking) against chance;
+- frame-level mAP of the calibrated timeline (``Head.predict_frames``), of the raw frame scores
+  (``Head.predict_frames_raw``), and of the clip-score broadcast baseline (each clip's score repeated on all
+  its patches);
+- localization AP inside positive clips of the raw scores and of the calibrated timeline (patches pooled
+  over the positive clips, so calibration changes it), against chance;
 - segment-based F1 at 1 s (micro, macro) of the events (classifier.events with the head's rules) and of
   events at a fixed 0.5.
 Frame t of a release clip is the patch starting at t * --frame-hop seconds: 1 s by default, the release's
 frame rate (classifier.strong.RELEASE_FRAME_HOP); --frame-hop 0.96 reproduces the figures measured before
-that was known (issue 15's). ``--search`` also prints a grid over the calibration exponent and the event
-rules (the post-processing parameters are chosen from it on the dev half; network weights are never trained
-on strong labels).
+that was known (issue 15's). ``--search`` also prints grids over the calibration exponent gamma, the
+attention exponent (ATTENTION_EXPONENTS) and the event rules (the post-processing parameters are chosen
+from them on the dev half; network weights are never trained on strong labels).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from classifier.strong import (
 from classifier.timeline import TimelineParams, calibrate_frames
 
 ROOT = Path(__file__).resolve().parents[1]
+ATTENTION_EXPONENTS = (0.0, 0.3, 0.5, 0.7, 1.0)  # the --search grid of TimelineParams.attention_exponent
 SHARED = ROOT.parent / "shared" / "data"
 
 
@@ -116,7 +119,7 @@ def main() -> None:
     half = _events_f1(calibrated, lengths, refs, EventRules.uniform(len(mids)), mids, hop)
     print("| measure | value |\n|---|---|")
     print(f"| frame mAP, clip-score broadcast | {base:.4f} |")
-    print(f"| frame mAP, raw frame probabilities | {frame_map(targets, raw):.4f} |")
+    print(f"| frame mAP, raw frame scores | {frame_map(targets, raw):.4f} |")
     print(f"| frame mAP, calibrated timeline | {frame_map(targets, calibrated):.4f} "
           f"({frame_map(targets, calibrated) - base:+.4f}) |")
     print(f"| localization AP, raw / calibrated (chance) | {loc_raw.ap:.4f} / {loc_cal.ap:.4f} "
@@ -130,6 +133,20 @@ def main() -> None:
             params = TimelineParams(gamma, head.timeline.attention_exponent)
             frames = [calibrate_frames(p, f, params) for p, f in zip(clip_probs, raw, strict=True)]
             print(f"  {gamma:5.2f}  {frame_map(targets, frames):.4f}")
+        print("\nattention exponent a, gamma: localization AP of the raw scores; frame mAP / localization AP "
+              "of the calibrated timeline")
+        shipped = head.timeline
+        for exponent in ATTENTION_EXPONENTS:
+            head.timeline = TimelineParams(shipped.gamma, exponent)
+            scores = [f[:, columns] for f in head.predict_frames_raw(clips)]
+            line = f"  a {exponent:4.2f}: raw {localization_ap(targets, scores).ap:.4f};"
+            for gamma in (0.2, 0.25, 0.3):
+                params = TimelineParams(gamma)
+                frames = [calibrate_frames(p, f, params) for p, f in zip(clip_probs, scores, strict=True)]
+                calibrated_ap = localization_ap(targets, frames).ap
+                line += f"  gamma {gamma}: {frame_map(targets, frames):.4f} / {calibrated_ap:.4f}"
+            print(line, flush=True)
+        head.timeline = shipped
         print("\nevent rules on the calibrated timeline (head's onsets): offset ratio, min duration, "
               "merge gap -> segment F1 micro / macro")
         for ratio in (1.0, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2):

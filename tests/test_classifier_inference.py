@@ -227,7 +227,7 @@ def test_shipped_head_equals_its_keras_members() -> None:
                                         for m in head.members], head.combine)
     np.testing.assert_allclose(head.predict_clips(clips), keras_clip, rtol=0, atol=TOLERANCE)
     keras_frames = combine_probabilities(
-        [np.asarray(frame_model(m)({"x": x, "mask": mask}, training=False))
+        [np.asarray(frame_model(m, head.timeline.attention_exponent)({"x": x, "mask": mask}, training=False))
          for m in head.members if m.name in DECISION_LEVEL_KINDS], head.combine)
     for ours, expected, clip in zip(head.predict_frames_raw(clips), keras_frames, clips, strict=True):
         np.testing.assert_allclose(ours, expected[: len(clip)], rtol=0, atol=TOLERANCE)
