@@ -1,7 +1,7 @@
 """Greedy ensemble selection on the held-out split, then eval mAP of every candidate and every step.
 
     python benchmarks/select_ensemble.py [RUN_DIR...] [--heads HEAD.npz...] [--baseline HEAD.npz]
-        [--budget-mb 25] [--max-members N] [--combine both] [--cache DIR]
+        [--budget-mb 25] [--max-members N] [--combine both] [--starts N] [--cache DIR]
 
 Each RUN_DIR is an `audiotag train` folder on AudioSet balanced_train (default held-out split). Every run
 enters as two candidates: its head.npz and its best single snapshot (by held-out mAP, from metrics.csv).
@@ -13,6 +13,8 @@ ensemble wins, so a choice that held-out cannot resolve is seen as one.
 Greedy forward selection adds the candidate that raises held-out mAP most (at most one per run, int8 size
 within the budget) until none does. It runs once per combination rule (mean probability, mean logit; see
 classifier.pretrained.COMBINE_RULES) and keeps the rule whose final ensemble scores higher on held-out.
+Forward selection is path dependent (its first pick decides much); --starts N runs it from each of the N
+best single candidates (held-out) and keeps the best final ensemble (N = 1 is plain greedy selection).
 Eval mAP is printed for every candidate and step but never used to choose. This is how
 data/heads/audioset.npz was chosen (see data/heads/MODEL_CARD.md).
 """
@@ -78,6 +80,8 @@ def main() -> None:
     parser.add_argument("--max-members", type=int, default=None, help="at most this many members")
     parser.add_argument("--budget-mb", type=float, default=25.0, help="int8 size limit (units of 1e6 bytes)")
     parser.add_argument("--combine", choices=(*COMBINE_RULES, "both"), default="both")
+    parser.add_argument("--starts", type=int, default=1,
+                        help="run the greedy selection from each of the N best single candidates")
     parser.add_argument("--shared", type=Path, default=Path("../shared"))
     parser.add_argument("--cache", type=Path, default=None,
                         help="folder reusing member predictions and the clip sets")
@@ -125,24 +129,36 @@ def main() -> None:
     def members(names: list[str]) -> int:
         return sum(len(candidates[n][2]) for n in names)
 
-    finals = []
-    for rule in COMBINE_RULES if args.combine == "both" else (args.combine,):
-        chosen: list[str] = []
-        best = -1.0
+    def fits(names: list[str]) -> bool:
+        return (sum(candidates[m][1] for m in names) <= args.budget_mb * 1e6
+                and (args.max_members is None or members(names) <= args.max_members))
+
+    def greedy(start: str, rule: str) -> tuple[float, list[str]]:
+        chosen = [start]
+        best = compute_metrics(holdout.y, mixed(chosen, 2, rule)).mAP
         while True:
             trials = [(compute_metrics(holdout.y, mixed([*chosen, n], 2, rule)).mAP, n)
                       for n, c in candidates.items()
-                      if all(candidates[m][0] != c[0] for m in chosen)
-                      and sum(candidates[m][1] for m in [*chosen, n]) <= args.budget_mb * 1e6
-                      and (args.max_members is None or members([*chosen, n]) <= args.max_members)]
+                      if all(candidates[m][0] != c[0] for m in chosen) and fits([*chosen, n])]
             if not trials or max(trials)[0] <= best:
-                break
+                return best, chosen
             best, name = max(trials)
             chosen.append(name)
             print(json.dumps({"combine": rule, "step": chosen, "holdout_mAP": round(best, 4),
                               "eval_mAP": round(compute_metrics(evaluation.y, mixed(chosen, 3, rule)).mAP, 4),
                               "int8_MB": round(sum(candidates[n][1] for n in chosen) / 1e6, 2)}), flush=True)
-        finals.append((best, rule, chosen))
+
+    single = sorted((compute_metrics(holdout.y, np.mean(c[2], axis=0)).mAP, n) for n, c in candidates.items()
+                    if fits([n]))
+    starts = [n for _, n in reversed(single)][: args.starts]
+    finals = []
+    for rule in COMBINE_RULES if args.combine == "both" else (args.combine,):
+        for start in starts:
+            best, chosen = greedy(start, rule)
+            eval_map = compute_metrics(evaluation.y, mixed(chosen, 3, rule)).mAP
+            print(json.dumps({"combine": rule, "start": start, "final": chosen, "holdout_mAP": round(best, 4),
+                              "eval_mAP": round(eval_map, 4)}), flush=True)
+            finals.append((best, rule, chosen))
     best, rule, chosen = max(finals)
     print(f"chosen ({rule}, held-out mAP {best:.4f}):", " + ".join(chosen))
     if args.baseline:
