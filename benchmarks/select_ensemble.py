@@ -14,7 +14,8 @@ Greedy forward selection adds the candidate that raises held-out mAP most (at mo
 within the budget) until none does. It runs once per combination rule (mean probability, mean logit; see
 classifier.pretrained.COMBINE_RULES) and keeps the rule whose final ensemble scores higher on held-out.
 Forward selection is path dependent (its first pick decides much); --starts N runs it from each of the N
-best single candidates (held-out) and keeps the best final ensemble (N = 1 is plain greedy selection).
+best runs (each by its better candidate on held-out) and keeps the best final ensemble (N = 1 is plain
+greedy selection).
 Eval mAP is printed for every candidate and step but never used to choose. This is how
 data/heads/audioset.npz was chosen (see data/heads/MODEL_CARD.md).
 """
@@ -81,7 +82,7 @@ def main() -> None:
     parser.add_argument("--budget-mb", type=float, default=25.0, help="int8 size limit (units of 1e6 bytes)")
     parser.add_argument("--combine", choices=(*COMBINE_RULES, "both"), default="both")
     parser.add_argument("--starts", type=int, default=1,
-                        help="run the greedy selection from each of the N best single candidates")
+                        help="run the greedy selection from each of the N best runs")
     parser.add_argument("--shared", type=Path, default=Path("../shared"))
     parser.add_argument("--cache", type=Path, default=None,
                         help="folder reusing member predictions and the clip sets")
@@ -150,7 +151,10 @@ def main() -> None:
 
     single = sorted((compute_metrics(holdout.y, np.mean(c[2], axis=0)).mAP, n) for n, c in candidates.items()
                     if fits([n]))
-    starts = [n for _, n in reversed(single)][: args.starts]
+    starts: list[str] = []  # the best candidate of each of the N best runs
+    for _, name in reversed(single):
+        if len(starts) < args.starts and all(candidates[s][0] != candidates[name][0] for s in starts):
+            starts.append(name)
     finals = []
     for rule in COMBINE_RULES if args.combine == "both" else (args.combine,):
         for start in starts:
