@@ -14,8 +14,8 @@ Greedy forward selection adds the candidate that raises held-out mAP most (at mo
 within the budget) until none does. It runs once per combination rule (mean probability, mean logit; see
 classifier.pretrained.COMBINE_RULES) and keeps the rule whose final ensemble scores higher on held-out.
 Forward selection is path dependent (its first pick decides much); --starts N runs it from each of the N
-best runs (each by its better candidate on held-out) and keeps the best final ensemble (N = 1 is plain
-greedy selection).
+best runs (each by its better candidate on held-out, under the rule) and keeps the best final ensemble
+(N = 1 is plain greedy selection).
 Eval mAP is printed for every candidate and step but never used to choose. This is how
 data/heads/audioset.npz was chosen (see data/heads/MODEL_CARD.md).
 """
@@ -130,34 +130,46 @@ def main() -> None:
     def members(names: list[str]) -> int:
         return sum(len(candidates[n][2]) for n in names)
 
+    def size_bytes(names: list[str]) -> int:
+        return sum(candidates[n][1] for n in names)
+
     def fits(names: list[str]) -> bool:
-        return (sum(candidates[m][1] for m in names) <= args.budget_mb * 1e6
+        return (size_bytes(names) <= args.budget_mb * 1e6
                 and (args.max_members is None or members(names) <= args.max_members))
+
+    def holdout_map(names: list[str], rule: str) -> float:
+        return compute_metrics(holdout.y, mixed(names, 2, rule)).mAP
+
+    def report_step(rule: str, chosen: list[str], best: float) -> None:
+        print(json.dumps({"combine": rule, "step": chosen, "holdout_mAP": round(best, 4),
+                          "eval_mAP": round(compute_metrics(evaluation.y, mixed(chosen, 3, rule)).mAP, 4),
+                          "int8_MB": round(size_bytes(chosen) / 1e6, 2)}), flush=True)
+
+    def starts_for(rule: str) -> list[str]:
+        """The best candidate (under `rule`) of each of the --starts best runs: greedy's first picks."""
+        ranked = sorted(((holdout_map([n], rule), n) for n in candidates if fits([n])), reverse=True)
+        starts: list[str] = []
+        for _, name in ranked:
+            if len(starts) < args.starts and all(candidates[s][0] != candidates[name][0] for s in starts):
+                starts.append(name)
+        return starts
 
     def greedy(start: str, rule: str) -> tuple[float, list[str]]:
         chosen = [start]
-        best = compute_metrics(holdout.y, mixed(chosen, 2, rule)).mAP
+        best = holdout_map(chosen, rule)
+        report_step(rule, chosen, best)
         while True:
-            trials = [(compute_metrics(holdout.y, mixed([*chosen, n], 2, rule)).mAP, n)
-                      for n, c in candidates.items()
+            trials = [(holdout_map([*chosen, n], rule), n) for n, c in candidates.items()
                       if all(candidates[m][0] != c[0] for m in chosen) and fits([*chosen, n])]
             if not trials or max(trials)[0] <= best:
                 return best, chosen
             best, name = max(trials)
             chosen.append(name)
-            print(json.dumps({"combine": rule, "step": chosen, "holdout_mAP": round(best, 4),
-                              "eval_mAP": round(compute_metrics(evaluation.y, mixed(chosen, 3, rule)).mAP, 4),
-                              "int8_MB": round(sum(candidates[n][1] for n in chosen) / 1e6, 2)}), flush=True)
+            report_step(rule, chosen, best)
 
-    single = sorted((compute_metrics(holdout.y, np.mean(c[2], axis=0)).mAP, n) for n, c in candidates.items()
-                    if fits([n]))
-    starts: list[str] = []  # the best candidate of each of the N best runs
-    for _, name in reversed(single):
-        if len(starts) < args.starts and all(candidates[s][0] != candidates[name][0] for s in starts):
-            starts.append(name)
     finals = []
     for rule in COMBINE_RULES if args.combine == "both" else (args.combine,):
-        for start in starts:
+        for start in starts_for(rule):
             best, chosen = greedy(start, rule)
             eval_map = compute_metrics(evaluation.y, mixed(chosen, 3, rule)).mAP
             print(json.dumps({"combine": rule, "start": start, "final": chosen, "holdout_mAP": round(best, 4),
