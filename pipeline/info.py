@@ -39,11 +39,11 @@ def collect_info(explicit_checkpoint: str | os.PathLike[str] | None = None) -> d
     """Everything `audiotag info` prints, as a dict (no download is attempted)."""
     from classifier.labels import data_dir as classifier_data_dir
     from classifier.pretrained import available_heads, heads_dir
+    from safeio.cache import cache_dir
     from vggish.checkpoint import checkpoint_status
     from vggish.download import (
         ENV_CHECKPOINT,
         DownloadError,
-        cache_dir,
         default_checkpoint_path,
         resolve_checkpoint,
     )

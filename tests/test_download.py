@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from safeio import cache
 from vggish import download, params
 
 PAYLOAD = random.Random(0).randbytes(300_000)
@@ -95,7 +96,7 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.delenv(download.ENV_CHECKPOINT, raising=False)
-    monkeypatch.setenv(download.ENV_HOME, str(tmp_path / "cache"))
+    monkeypatch.setenv(cache.ENV_HOME, str(tmp_path / "cache"))
 
 
 @pytest.fixture
@@ -348,18 +349,18 @@ def test_default_download_error_mentions_the_release() -> None:
 
 def test_cache_dir_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setenv(download.ENV_HOME, str(tmp_path / "ah"))
+    monkeypatch.setenv(cache.ENV_HOME, str(tmp_path / "ah"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert download.cache_dir() == tmp_path / "ah"
-    monkeypatch.delenv(download.ENV_HOME)
-    assert download.cache_dir() == tmp_path / "xdg" / "audiotag"
+    assert cache.cache_dir() == tmp_path / "ah"
+    monkeypatch.delenv(cache.ENV_HOME)
+    assert cache.cache_dir() == tmp_path / "xdg" / "audiotag"
     monkeypatch.setenv("XDG_CACHE_HOME", "relative/ignored")
-    assert download.cache_dir() == tmp_path / "home" / ".cache" / "audiotag"
+    assert cache.cache_dir() == tmp_path / "home" / ".cache" / "audiotag"
     monkeypatch.delenv("XDG_CACHE_HOME")
-    assert download.cache_dir() == tmp_path / "home" / ".cache" / "audiotag"
+    assert cache.cache_dir() == tmp_path / "home" / ".cache" / "audiotag"
     assert not (tmp_path / "home").exists()
-    assert download.cache_dir(create=True).is_dir()
-    assert download.default_checkpoint_path() == download.cache_dir() / "vggish_model.ckpt"
+    assert cache.cache_dir(create=True).is_dir()
+    assert download.default_checkpoint_path() == cache.cache_dir() / "vggish_model.ckpt"
 
 
 def _fake_release(path: Path) -> Path:

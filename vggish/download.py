@@ -24,6 +24,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from safeio.cache import cache_dir
 from vggish import params
 
 try:
@@ -33,7 +34,6 @@ except ImportError:  # Windows: no advisory locks, concurrent downloads are not 
 
 logger = logging.getLogger(__name__)
 
-ENV_HOME = "AUDIOTAG_HOME"
 ENV_CHECKPOINT = "AUDIOTAG_VGGISH_CHECKPOINT"
 USER_AGENT = "audiotag-download/0.1 (python urllib)"
 CHUNK_BYTES = 1 << 20  # bytes read from the network and hashed at a time
@@ -78,24 +78,6 @@ class _InterruptedError(Exception):
 
 class _RestartError(Exception):
     """The server's answer does not continue our `.part` file; start again from byte 0."""
-
-
-def cache_dir(*, create: bool = False) -> Path:
-    """The cache directory: $AUDIOTAG_HOME, else $XDG_CACHE_HOME/audiotag, else ~/.cache/audiotag.
-
-    A relative $XDG_CACHE_HOME is ignored, as the XDG spec requires. With `create=True` the directory is
-    made if missing (downloads create it themselves).
-    """
-    home = os.environ.get(ENV_HOME)
-    if home:
-        path = Path(home).expanduser()
-    else:
-        xdg = os.environ.get("XDG_CACHE_HOME")
-        base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
-        path = base / "audiotag"
-    if create:
-        path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def default_checkpoint_path() -> Path:
