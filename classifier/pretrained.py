@@ -21,6 +21,7 @@ Optional entries (heads without them still load; see data/heads/MODEL_CARD.md):
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -125,6 +126,34 @@ class Head:
         self._members = [Member(config, weights)
                          for config, weights in zip(self.member_configs, self.member_weights, strict=True)]
         self._keras_members: list | None = None
+        self.engine = "numpy"
+        self.engine_threads: int | None = None
+        self._lite = None
+
+    def with_engine(self, engine: str, *, threads: int | None = None) -> Head:
+        """A copy of this head (sharing its weights) that predicts with `engine`, one of
+        classifier.lite.ENGINES: "numpy" (the reference), "lite" (TF-Lite float32) or "lite-int8" (TF-Lite
+        with int8 weights, the fastest). The TF-Lite graph is compiled, or read from the cache, on the first
+        prediction; ``threads``: its interpreter's threads (default: all cores)."""
+        from classifier.lite import check_engine
+
+        head = copy.copy(self)
+        head.engine = check_engine(engine)
+        head.engine_threads = threads
+        head._lite = None
+        return head
+
+    def _lite_head(self):
+        """The compiled TF-Lite head of ``self.engine`` (built on first use)."""
+        if self._lite is None:
+            from classifier.lite import LiteHead
+
+            self._lite = LiteHead(self, self.engine, threads=self.engine_threads)
+        return self._lite
+
+    def __getstate__(self) -> dict:
+        """Pickled without the Keras models and the TF-Lite interpreter (rebuilt on first use)."""
+        return self.__dict__ | {"_keras_members": None, "_lite": None}
 
     @property
     def num_classes(self) -> int:
@@ -146,6 +175,8 @@ class Head:
 
     def predict_arrays(self, x: np.ndarray, mask: np.ndarray, batch_size: int = 1024) -> np.ndarray:
         """Clip probabilities float32 [N, C] for padded x [N, T, 128] (uint8 values) and mask bool [N, T]."""
+        if self.engine != "numpy":
+            return self._lite_head().clip_probs(np.asarray(x), np.asarray(mask))
         return self._run([m.clip_probs for m in self._members], x, mask, batch_size)
 
     def predict_clips(self, clips: Sequence[np.ndarray], batch_size: int = 1024) -> np.ndarray:
@@ -187,6 +218,9 @@ class Head:
             probs = self.predict_arrays(patches, np.ones(patches.shape[:2], bool), batch_size)
             return np.split(probs, np.cumsum([len(c) for c in clips])[:-1])
         x, mask = pad_clips(clips)
+        if self.engine != "numpy":
+            probs = self._lite_head().frame_probs(x, mask)
+            return [p[: len(c)] for p, c in zip(probs, clips, strict=True)]
         exponent = self.timeline.attention_exponent
         probs = self._run([partial(m.frame_probs, attention_exponent=exponent) for m in members], x, mask,
                           batch_size)
@@ -214,7 +248,8 @@ class Head:
                                  [self.member_weights[i] for i in members], self.class_names, name, info,
                                  self.combine, frame_member_configs=self.frame_member_configs,
                                  frame_member_weights=self.frame_member_weights,
-                                 timeline=self.timeline.to_config(), event_rules=self.event_rules)
+                                 timeline=self.timeline.to_config(), event_rules=self.event_rules
+                                 ).with_engine(self.engine, threads=self.engine_threads)
 
     def with_frame_members(self, source: Head) -> Head:
         """A copy of this head whose timeline comes from ``source``'s decision-level members (stored as
@@ -230,7 +265,8 @@ class Head:
         return Head.from_weights(self.member_configs, self.member_weights, self.class_names, self.name,
                                  self.info, self.combine, frame_member_configs=[c for c, _ in pairs],
                                  frame_member_weights=[w for _, w in pairs],
-                                 timeline=self.timeline.to_config(), event_rules=self.event_rules)
+                                 timeline=self.timeline.to_config(), event_rules=self.event_rules
+                                 ).with_engine(self.engine, threads=self.engine_threads)
 
     def save(self, path: str | os.PathLike[str], dtype: str = "float32") -> Path:
         """Write the head atomically as one .npz (weights stored as ``dtype``: one of WEIGHT_DTYPES)."""
@@ -365,8 +401,9 @@ def combine_heads(heads: Sequence[Head], name: str, info: dict | None = None,
                              heads[0].class_names, name, dict(info or {}) | {"sources": sources}, combine)
 
 
-def load_head(path: str | os.PathLike[str]) -> Head:
-    """Load a head file written by :func:`save_head` / :meth:`Head.save` / training (no TensorFlow)."""
+def load_head(path: str | os.PathLike[str], engine: str = "numpy") -> Head:
+    """Load a head file written by :func:`save_head` / :meth:`Head.save` / training (no TensorFlow),
+    predicting with `engine` (:meth:`Head.with_engine`)."""
     from classifier.inference import weight_layout
 
     path = Path(path)
@@ -402,12 +439,13 @@ def load_head(path: str | os.PathLike[str]) -> Head:
     logger.info("loaded head %r (%d member(s), %d classes) from %s",
                 config["name"], len(member_weights), len(config["class_names"]), path)
     try:
-        return Head.from_weights(config["members"], member_weights, config["class_names"], config["name"],
+        head = Head.from_weights(config["members"], member_weights, config["class_names"], config["name"],
                                  config.get("info"), combine, frame_member_configs=frame_configs,
                                  frame_member_weights=frame_weights, timeline=config.get("timeline"),
                                  event_rules=config.get("events"))
     except (TypeError, ValueError) as exc:
         raise HeadError(f"{path}: bad timeline settings ({exc})") from exc
+    return head if engine == "numpy" else head.with_engine(engine)
 
 
 def _frame_shared(path: Path, config: dict, num_members: int) -> dict[int, int]:
@@ -464,13 +502,14 @@ def set_postprocessing(path: str | os.PathLike[str], *, timeline: dict | None = 
     return path
 
 
-def load_pretrained(name: str | None = None) -> Head:
-    """Load a shipped head by name (default: the AudioSet head trained on balanced-train)."""
+def load_pretrained(name: str | None = None, engine: str = "numpy") -> Head:
+    """Load a shipped head by name (default: the AudioSet head trained on balanced-train), predicting
+    with `engine` (:meth:`Head.with_engine`; "lite-int8" is several times faster than "numpy")."""
     name = name or DEFAULT_HEAD
     path = heads_dir() / f"{name}.npz"
     if not path.is_file():
         raise HeadError(f"{path}: no shipped head named {name!r}; available: {available_heads()}")
-    return load_head(path)
+    return load_head(path, engine)
 
 
 def _check_clips(clips: Sequence[np.ndarray]) -> list[np.ndarray]:

@@ -97,7 +97,8 @@ def _tagger(args: argparse.Namespace):
     from pipeline.tagger import Tagger
 
     return Tagger(_checkpoint(args), head=args.head, window_hop=args.window_hop, rollup=args.rollup,
-                  classes=args.classes, exclude=args.exclude or (), min_score=args.min_score)
+                  classes=args.classes, exclude=args.exclude or (), min_score=args.min_score,
+                  engine=args.engine)
 
 
 def cmd_tag(args: argparse.Namespace) -> int:
@@ -400,6 +401,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="AudioSet labels and VGGish embeddings for audio files.",
         epilog="Exit status: 0 ok, 1 error, 2 usage error, 3 some input files failed, 130 interrupted.",
     )
+    from pipeline.training import (
+        add_engine_argument,
+        add_evaluate_arguments,
+        add_train_arguments,
+        add_wait_argument,
+    )
+
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser(
@@ -449,6 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--head", default=None, metavar="NAME|PATH", help="classifier head (default: the shipped one)"
     )
+    add_engine_argument(p)
     p.add_argument(
         "--window-hop",
         type=_positive_int,
@@ -458,7 +467,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_tag)
 
-    from pipeline.training import add_evaluate_arguments, add_train_arguments, add_wait_argument
 
     p = sub.add_parser(
         "listen",

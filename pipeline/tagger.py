@@ -143,6 +143,7 @@ class Tagger:
     checkpoint: a VGGish checkpoint path (None: vggish.download.resolve_checkpoint — the option, the env
     variable, the cache, else a download). head: a shipped head's name, a path to a user-trained head, or
     a loaded head object (None: the default shipped head). window_hop: patches between sliding windows.
+    engine: how the head predicts (classifier.lite.ENGINES; "lite-int8" is the fastest, "numpy" exact).
 
     Label control (applies to clip labels, windows, frames and events alike; see classifier.labelview):
     rollup adds ontology parents (a parent scores the max of its own and its descendants' scores);
@@ -163,6 +164,7 @@ class Tagger:
         classes: Sequence[str] | None = None,
         exclude: Sequence[str] = (),
         min_score: float = 0.0,
+        engine: str = "numpy",
     ):
         import vggish
         from classifier.events import EventRules
@@ -176,7 +178,7 @@ class Tagger:
         self.checkpoint = resolve_checkpoint(checkpoint, download=download)
         # The head (numpy) loads in a thread while TensorFlow imports and restores VGGish.
         with ThreadPoolExecutor(1, thread_name_prefix="load-head") as pool:
-            loading = pool.submit(_load_head_and_classes, head)
+            loading = pool.submit(_load_head_and_classes, head, engine)
             self.vggish = vggish.VGGish(self.checkpoint, intra_op_threads=intra_op_threads)
             try:
                 self.head, (self.mids, self.names) = loading.result()
@@ -329,24 +331,25 @@ def file_examples(path: str | os.PathLike[str]) -> tuple[np.ndarray, float]:
     return examples, audio_duration(os.fspath(path))
 
 
-def _load_head_and_classes(head: Any) -> tuple[Any, tuple[list[str], list[str]]]:
+def _load_head_and_classes(head: Any, engine: str = "numpy") -> tuple[Any, tuple[list[str], list[str]]]:
     """The head, warmed up (one dummy prediction of clip and frame scores, so that the first file's does not
-    pay for BLAS start-up and first use of the weights), and its class table."""
-    loaded = load_head(head)
+    pay for BLAS start-up and first use of the weights, nor for compiling a TF-Lite engine), and its class
+    table."""
+    loaded = load_head(head, engine)
     loaded.predict_timeline([np.full((WINDOW_PATCHES, EMBEDDING_SIZE), 128, np.uint8)])
     return loaded, class_table(loaded)
 
 
-def load_head(head: Any = None) -> Any:
-    """A classifier head: None (the default shipped head), a shipped head's name, a saved head's path, or a
-    head object (returned as is)."""
+def load_head(head: Any = None, engine: str = "numpy") -> Any:
+    """A classifier head predicting with `engine` (classifier.lite.ENGINES): None (the default shipped
+    head), a shipped head's name, a saved head's path, or a head object (returned as is for "numpy")."""
     from classifier import load_head as load_head_file
     from classifier import load_pretrained
 
     if head is None:
-        return load_pretrained()
+        return load_pretrained(engine=engine)
     if isinstance(head, (str, os.PathLike)):
         if Path(head).exists():
-            return load_head_file(head)
-        return load_pretrained(os.fspath(head))
-    return head
+            return load_head_file(head, engine)
+        return load_pretrained(os.fspath(head), engine)
+    return head if engine == "numpy" else head.with_engine(engine)

@@ -132,6 +132,19 @@ def add_wait_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_engine_argument(parser: argparse.ArgumentParser) -> None:
+    """--engine: how the head predicts (classifier.lite.ENGINES)."""
+    from classifier.lite import ENGINES
+
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="numpy",
+        help="how the head predicts: numpy (exact, the default), lite (TF-Lite float32) or lite-int8 "
+        "(TF-Lite with int8 weights, several times faster; compiled once per head and cached)",
+    )
+
+
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `audiotag evaluate`."""
     parser.add_argument("features", metavar="FEATURES", help="labelled features to evaluate on")
@@ -152,6 +165,7 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--labels", type=Path, metavar="CSV", help="labels CSV (id,labels) for unlabelled features"
     )
+    add_engine_argument(parser)
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, object]:
@@ -244,7 +258,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
     from classifier.readers import load_clipset
     from pipeline.tagger import load_head
 
-    head = load_head(args.head)
+    head = load_head(args.head, args.engine)
     clipset = load_clipset(
         features_source(args.features), labels_csv=args.labels, class_names=list(head.class_names)
     )

@@ -252,3 +252,27 @@ def test_cli_events_csv_json_and_audacity(
         assert all(len(fields) == 3 for fields in parsed)
         assert [(round(float(a), 3), round(float(b), 3), name) for a, b, name in parsed] == [
             (e["start"], e["end"], e["name"]) for e in item["events"]]
+
+
+def test_cli_engines_agree(
+    synthetic_checkpoint: Path, tiny_head: Path, shared_audio: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """`tag --engine lite` gives the numpy engine's scores; an unknown engine is a usage error."""
+    monkeypatch.setenv("AUDIOTAG_HOME", str(tmp_path))
+    base = ["--vggish-checkpoint", str(synthetic_checkpoint), "tag", str(shared_audio / LONG), "--head",
+            str(tiny_head), "--format", "json", "--top-k", "5", "--frames"]
+    documents = {}
+    for engine in ("numpy", "lite"):
+        assert main([*base, "--engine", engine]) == 0
+        documents[engine] = json.loads(capsys.readouterr().out)[0]
+    for scope in ("labels", "windows", "frames"):
+        want, got = documents["numpy"][scope], documents["lite"][scope]
+        assert len(got) == len(want)
+    want = {label["index"]: label["score"] for label in documents["numpy"]["labels"]}
+    got = {label["index"]: label["score"] for label in documents["lite"]["labels"]}
+    assert got.keys() == want.keys()
+    assert all(abs(got[index] - want[index]) <= 1e-4 for index in want)  # scores are printed rounded
+    assert list((tmp_path / "heads").glob("*.tflite"))
+    with pytest.raises(SystemExit) as exited:
+        main([*base, "--engine", "gpu"])
+    assert exited.value.code == 2 and "invalid choice: 'gpu'" in capsys.readouterr().err

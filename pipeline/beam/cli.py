@@ -58,11 +58,14 @@ def add_beam_extract_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_beam_tag_arguments(p: argparse.ArgumentParser) -> None:
+    from pipeline.training import add_engine_argument
+
     p.add_argument("sources", nargs="+", metavar="SOURCE",
                    help="TFRecord / Parquet embeddings (file, folder, glob or URL) or audio inputs")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder (local or a URL)")
     p.add_argument("--head", default=None, metavar="NAME|PATH",
                    help="classifier head (default: the shipped one)")
+    add_engine_argument(p)
     p.add_argument("--top-k", type=_positive_int, default=10, help="labels per clip (default 10)")
     p.add_argument("--window-hop", type=_positive_int, default=1, metavar="PATCHES",
                    help="hop of the 10-patch window over long clips (default 1)")
@@ -138,7 +141,7 @@ def beam_tag_command(args: argparse.Namespace, checkpoint: Callable[[], str]) ->
     from pipeline.beam.tag import BeamTagOptions, beam_tag
 
     options = BeamTagOptions(
-        out=args.output, head=args.head, top_k=args.top_k, window_hop=args.window_hop,
+        out=args.output, head=args.head, engine=args.engine, top_k=args.top_k, window_hop=args.window_hop,
         num_shards=args.num_shards, batch_size=args.batch_size, segment_seconds=args.segment_seconds,
         cnn_threads=args.cnn_threads, beam_args=list(args.beam_args),
     )

@@ -50,6 +50,7 @@ class BeamTagOptions:
 
     out: str
     head: str | None = None
+    engine: str = "numpy"
     top_k: int = 10
     window_hop: int = 1
     num_shards: int = 0
@@ -107,10 +108,14 @@ def _frames(clip_id: str, frames: Sequence[bytes]) -> np.ndarray:
 class ScoreClips(beam.DoFn):
     """Batches of (clip_id, uint8 [N,128], duration s) -> JSON lines, scored as `audiotag tag` scores a clip
     (pipeline.tagger: the head over 10-patch windows, max over windows, top-k labels); the head is loaded
-    once per worker in setup(). Clips without embeddings go to the FAILURES output."""
+    once per worker in setup(), predicting with `engine` on `threads` threads (TF-Lite engines). Clips
+    without embeddings go to the FAILURES output."""
 
-    def __init__(self, head: str | None, top_k: int, window_hop: int):
+    def __init__(self, head: str | None, top_k: int, window_hop: int, engine: str = "numpy",
+                 threads: int | None = None):
         self.head_spec = head
+        self.engine = engine
+        self.threads = threads
         self.top_k = top_k
         self.window_hop = window_hop
 
@@ -123,6 +128,8 @@ class ScoreClips(beam.DoFn):
                 self.head = load_head(path)
         else:
             self.head = load_head(self.head_spec)
+        if self.engine != "numpy":
+            self.head = self.head.with_engine(self.engine, threads=self.threads)
         self.mids, self.names = class_table(self.head)
         self.tagged = stages.counter("clips_tagged")
         self.failed = stages.counter("clips_failed")
@@ -166,6 +173,8 @@ def beam_tag(sources: Sequence[str], checkpoint: Callable[[], str], options: Bea
     from pipeline.beam.sources import split_inputs
 
     started = time.monotonic()
+    from pipeline.beam.extract import cnn_threads_for
+
     kinds = [source_kind(source) for source in sources]
     audio = [source for kind, source in kinds if kind == "audio"]
     run = next_run_name(options.out)
@@ -175,8 +184,6 @@ def beam_tag(sources: Sequence[str], checkpoint: Callable[[], str], options: Bea
              for i, (kind, pattern) in enumerate(kinds) if kind != "audio"]
     failures = []
     if audio:
-        from pipeline.beam.extract import cnn_threads_for
-
         local, urls = split_inputs(audio)
         if not local and not urls:
             raise PipelineError(f"no audio files found in {', '.join(audio)}")
@@ -187,9 +194,11 @@ def beam_tag(sources: Sequence[str], checkpoint: Callable[[], str], options: Bea
         clips.append(embedded.clips | "Clips" >> beam.Map(lambda c: (c.clip_id, c.embedding, c.duration)))
         failures.append(embedded[stages.FAILURES])
     all_clips = clips | "All clips" >> beam.Flatten() if len(clips) > 1 else clips[0]
+    score = ScoreClips(options.head, options.top_k, options.window_hop, options.engine,
+                       cnn_threads_for(options.cnn_threads, workers))
     scored = (all_clips | "Spread clips" >> beam.Reshuffle()
               | "Batch clips" >> beam.BatchElements(min_batch_size=64, max_batch_size=512)
-              | "Head" >> beam.ParDo(ScoreClips(options.head, options.top_k, options.window_hop))
+              | "Head" >> beam.ParDo(score)
               .with_outputs(stages.FAILURES, main="lines"))
     failures.append(scored[stages.FAILURES])
     (scored.lines | "Write JSON Lines" >> beam.io.WriteToText(
