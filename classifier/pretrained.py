@@ -33,6 +33,7 @@ import numpy as np
 
 from classifier.clipset import EMBEDDING_SIZE, MAX_FRAMES, pad_clips
 from classifier.labels import data_dir
+from classifier.lite import LiteHead, check_engine
 from safeio.artifacts import BrokenFileError, read_npz
 
 logger = logging.getLogger(__name__)
@@ -135,8 +136,6 @@ class Head:
         classifier.lite.ENGINES: "numpy" (the reference), "lite" (TF-Lite float32) or "lite-int8" (TF-Lite
         with int8 weights, the fastest). The TF-Lite graph is compiled, or read from the cache, on the first
         prediction; ``threads``: its interpreter's threads (default: all cores)."""
-        from classifier.lite import check_engine
-
         head = copy.copy(self)
         head.engine = check_engine(engine)
         head.engine_threads = threads
@@ -146,8 +145,6 @@ class Head:
     def _lite_head(self):
         """The compiled TF-Lite head of ``self.engine`` (built on first use)."""
         if self._lite is None:
-            from classifier.lite import LiteHead
-
             self._lite = LiteHead(self, self.engine, threads=self.engine_threads)
         return self._lite
 

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from classifier.inference import CONTEXT_KINDS, MODEL_KINDS, TRANSFORMER_LAYERS, TRANSFORMER_NUM_HEADS
+from classifier.lite import ENGINES
 
 
 def features_source(path: str | Path) -> str:
@@ -134,8 +135,6 @@ def add_wait_argument(parser: argparse.ArgumentParser) -> None:
 
 def add_engine_argument(parser: argparse.ArgumentParser) -> None:
     """--engine: how the head predicts (classifier.lite.ENGINES)."""
-    from classifier.lite import ENGINES
-
     parser.add_argument(
         "--engine",
         choices=ENGINES,
