@@ -2,9 +2,12 @@
 
 Run by hand: ``python3 benchmarks/bench_classifier.py`` (a few minutes on 2 cores); ``--inference-only``
 skips training, ``--shipped-only`` measures just the shipped head (load + first prediction, clips/s, and its
-dense layers' FLOPs per clip against this machine's float32 matrix-product rate: the clips/s no
+dense layers' FLOPs per clip against this machine's float32 matrix-product rate: the clips/s no float32
 implementation of the same layers can pass here),
-``--no-shipped`` skips it; ``--kinds`` / ``--hidden`` pick the models (e.g. ``--inference-only --no-shipped
+``--no-shipped`` skips it; ``--engines`` adds the shipped head's TF-Lite engines (classifier.lite: float32 and
+int8, compiled and cached first), timed alternately with numpy, with their clips/s as ratios to numpy's and
+their mAP on the held-out split and the eval release beside numpy's (``--no-map`` skips that);
+``--kinds`` / ``--hidden`` pick the models (e.g. ``--inference-only --no-shipped
 --kinds feature_attention transformer feature_attention --hidden 1024 --infer-batch 500``: a kind listed
 twice brackets the other, for a ratio on a loaded machine).
 Uses random uint8 inputs (throughput does not depend on the values), batch 500, 10 frames, 527 classes.
@@ -23,6 +26,7 @@ import time
 import numpy as np
 
 from classifier.inference import MODEL_KINDS, weight_layout
+from classifier.lite import ENGINES
 
 KINDS = ("average", "max", "single_attention", "multi_attention", "feature_attention", "transformer")
 HIDDEN = (1024, 512)
@@ -37,7 +41,8 @@ start = time.perf_counter()
 import numpy as np
 from classifier import load_head, load_pretrained
 imported = time.perf_counter()
-head = load_head(sys.argv[1]) if len(sys.argv) > 1 else load_pretrained()
+engine = sys.argv[1]
+head = load_head(sys.argv[2], engine) if len(sys.argv) > 2 else load_pretrained(engine=engine)
 loaded = time.perf_counter()
 head.predict_clips([np.zeros((10, 128), np.uint8)])
 print(imported - start, loaded - imported, time.perf_counter() - loaded)
@@ -154,18 +159,77 @@ def bench_kind(kind: str, hidden: int, batch: int, train_iters: int, infer_clips
     return train_rate, numpy_rate, keras_rate
 
 
+def startup_times(engine: str, path: str | None) -> None:
+    """Print imports, load and first prediction of a head in fresh processes (medians)."""
+    times = []
+    for _ in range(FRESH_PROCESSES):
+        out = subprocess.run([sys.executable, "-c", LOAD_AND_FIRST, engine, *([path] if path else [])],
+                             check=True, capture_output=True, text=True)
+        times.append([float(v) for v in out.stdout.split()[-3:]])
+    imports, load, first = np.median(times, axis=0)
+    print(f"{path or 'shipped head'}, engine {engine}, fresh processes (median of {FRESH_PROCESSES}): "
+          f"imports {imports:.3f} s, load {load:.3f} s, first prediction {first:.3f} s; "
+          f"load + first prediction {load + first:.3f} s", flush=True)
+
+
+def engine_rates(head, clips: int, repeats: int = REPEATS) -> dict[str, float]:
+    """clips/s of full 10-frame clips for each engine of classifier.lite.ENGINES, timed alternately (numpy,
+    lite, lite-int8, numpy, ...), best of ``repeats``; compiling happens before the timing."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (clips, 10, 128)).astype(np.uint8)
+    mask = np.ones((clips, 10), bool)
+    heads = {engine: head.with_engine(engine) for engine in ENGINES}
+    for h in heads.values():
+        h.predict_arrays(x[:1024], mask[:1024])  # compile or read the cache; warm up
+    best = dict.fromkeys(heads, 0.0)
+    for _ in range(repeats):
+        for engine, h in heads.items():
+            start = time.perf_counter()
+            h.predict_arrays(x, mask)
+            best[engine] = max(best[engine], clips / (time.perf_counter() - start))
+    return best
+
+
+def engine_maps(head) -> None:
+    """Print held-out and eval mAP of the head under each engine, and the largest probability change."""
+    from pathlib import Path
+
+    from classifier.metrics import compute_metrics
+    from classifier.readers import load_clipset
+    from classifier.train import TrainConfig, split_holdout
+
+    release = Path(__file__).resolve().parents[2] / "shared" / "data" / "audioset_v1_embeddings"
+    _, holdout = split_holdout(TrainConfig(), load_clipset(release / "bal_train"))
+    sets = {"held-out": holdout, "eval": load_clipset(release / "eval")}
+    print("| engine | held-out mAP | eval mAP | largest change of a clip probability (eval) |")
+    print("|---|---|---|---|")
+    reference = None
+    for engine in ENGINES:
+        h = head.with_engine(engine)
+        scores = {name: h.predict_arrays(cs.x, cs.mask) for name, cs in sets.items()}
+        reference = scores["eval"] if reference is None else reference
+        maps = [compute_metrics(cs.y, scores[name]).mAP for name, cs in sets.items()]
+        change = np.abs(scores["eval"] - reference).max()
+        print(f"| {engine} | {maps[0]:.5f} | {maps[1]:.5f} | {change:.4f} |", flush=True)
+
+
+def bench_engines(infer_clips: int, path: str | None, with_map: bool) -> None:
+    """The shipped head (or ``path``) under every engine: start-up, clips/s and ratios, mAP."""
+    from classifier import load_head, load_pretrained
+    head = load_head(path) if path else load_pretrained()
+    rates = engine_rates(head, infer_clips)  # compiles the TF-Lite engines (cached) before startup_times
+    for engine in ENGINES:
+        startup_times(engine, path)
+    print(f"{path or 'shipped head'} ({len(head.member_configs)} members), clips/s (ratio to numpy): "
+          + ", ".join(f"{e} {r:.0f} ({r / rates['numpy']:.2f})" for e, r in rates.items()), flush=True)
+    if with_map:
+        engine_maps(head)
+
+
 def bench_shipped(infer_clips: int, path: str | None = None) -> None:
     """The shipped head (or the head file ``path``): imports, load and first prediction in fresh processes
     (medians), and clips/s numpy vs Keras."""
-    times = []
-    for _ in range(FRESH_PROCESSES):
-        out = subprocess.run([sys.executable, "-c", LOAD_AND_FIRST, *([path] if path else [])], check=True,
-                             capture_output=True, text=True)
-        times.append([float(v) for v in out.stdout.split()])
-    imports, load, first = np.median(times, axis=0)
-    print(f"{path or 'shipped head'}, fresh processes (median of {FRESH_PROCESSES}): "
-          f"imports {imports:.3f} s, load {load:.3f} s, first prediction {first:.3f} s; "
-          f"load + first prediction {load + first:.3f} s")
+    startup_times("numpy", path)
     from classifier import load_head, load_pretrained
 
     head = load_head(path) if path else load_pretrained()
@@ -175,8 +239,8 @@ def bench_shipped(infer_clips: int, path: str | None = None) -> None:
     flops = sum(dense_flops_per_clip(c) for c in head.member_configs)
     rate = matmul_gflops()
     print(f"dense layers: {flops / 1e6:.0f} MFLOP per {FRAMES}-frame clip; float32 matrix product here "
-          f"{rate:.0f} GFLOP/s ([{MATMUL_ROWS}, 1024] @ [1024, 1024]), so at most {rate * 1e9 / flops:.0f} "
-          f"clips/s; numpy reaches {numpy_rate * flops / (rate * 1e9):.2f} of that")
+          f"{rate:.0f} GFLOP/s ([{MATMUL_ROWS}, 1024] @ [1024, 1024]), so float32 reaches at most "
+          f"{rate * 1e9 / flops:.0f} clips/s; numpy reaches {numpy_rate * flops / (rate * 1e9):.2f} of that")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -185,6 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shipped-only", action="store_true", help="only the shipped head")
     parser.add_argument("--no-shipped", action="store_true", help="skip the shipped head")
     parser.add_argument("--head", default=None, help="measure this head file instead of the shipped head")
+    parser.add_argument("--engines", action="store_true",
+                        help="also the TF-Lite engines of the shipped head: clips/s as ratios to numpy, mAP")
+    parser.add_argument("--no-map", action="store_true", help="with --engines: skip the mAP measurement")
     parser.add_argument("--clips", type=int, default=INFER_CLIPS, help="clips per inference run")
     parser.add_argument("--infer-batch", type=int, default=1024, help="clips per inference batch")
     parser.add_argument("--repeats", type=int, default=REPEATS, help="timed inference runs (best counts)")
@@ -194,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.no_shipped:
         bench_shipped(args.clips, args.head)
+    if args.engines:
+        bench_engines(args.clips, args.head, not args.no_map)
     if args.shipped_only:
         return 0
     print(f"batch={BATCH} frames=10 classes=527, CPU, {TRAIN_ITERS} timed training iterations, inference "
