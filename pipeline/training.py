@@ -83,6 +83,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help="part of the training clips held out for model selection",
     )
     parser.add_argument(
+        "--folds", type=int, default=None, metavar="K",
+        help="k-fold cross-validation: hold out fold --fold of a stratified K-fold split instead of "
+        "--holdout-fraction (train K runs, --fold 0..K-1)",
+    )
+    parser.add_argument("--fold", type=int, default=None, metavar="I", help="with --folds: the held-out fold")
+    parser.add_argument(
         "--eval-every", type=int, default=None, help="iterations between held-out evaluations"
     )
     parser.add_argument("--checkpoint-every", type=int, default=None)
@@ -182,6 +188,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, object]:
         "transformer_layers",
         "context",
         "holdout_fraction",
+        "folds",
+        "fold",
         "eval_every",
         "checkpoint_every",
         "snapshots",

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from classifier.clipset import ClipSet
-from classifier.sampling import BalancedSampler, holdout_split
+from classifier.sampling import BalancedSampler, holdout_split, kfold_split
 
 
 def _one_per_class(num_classes: int, per_class: int) -> np.ndarray:
@@ -69,6 +69,48 @@ def test_holdout_split_is_seeded_disjoint_and_stratified():
     assert not np.array_equal(holdout_split(y, 0.1, seed=1)[1], held)
 
 
+
+def test_kfold_split_partitions_evenly_and_stratifies_every_label():
+    rng = np.random.default_rng(3)
+    y = _one_per_class(12, per_class=15)
+    y |= rng.random(y.shape) < 0.15  # multi-label: every clip has other labels than its rarest
+    parts = kfold_split(y, 5, seed=0)
+    assert len(parts) == 5
+    np.testing.assert_array_equal(np.sort(np.concatenate(parts)), np.arange(len(y)))  # each row once
+    assert {len(p) for p in parts} == {len(y) // 5}
+    assert all(np.array_equal(p, np.sort(p)) for p in parts)
+    per_fold = np.stack([y[p].sum(axis=0) for p in parts])  # [folds, classes]
+    deviation = np.abs(per_fold - y.sum(axis=0) / 5)
+    random_parts = np.array_split(rng.permutation(len(y)), 5)
+    random_deviation = np.abs(np.stack([y[p].sum(axis=0) for p in random_parts]) - y.sum(axis=0) / 5)
+    assert deviation.max() <= 3 and deviation.mean() < random_deviation.mean() / 2  # every label stratified
+    for again, part in zip(kfold_split(y, 5, seed=0), parts, strict=True):
+        np.testing.assert_array_equal(again, part)
+    assert not np.array_equal(kfold_split(y, 5, seed=1)[0], parts[0])
+    sizes = {len(p) for p in kfold_split(y[:-2], 4)}  # 178 rows: sizes 45, 45, 44, 44
+    assert sizes == {44, 45}
+    with pytest.raises(ValueError, match="at least 2"):
+        kfold_split(y, 1)
+    with pytest.raises(ValueError, match="cannot fill"):
+        kfold_split(y[:3], 4)
+
+
+def test_k_fold_runs_hold_out_disjoint_folds_that_cover_every_clip():
+    from classifier.train import TrainError, split_holdout
+
+    data = _toy_clipset(n=103)
+    shuffled = data.subset(np.random.default_rng(0).permutation(len(data)))
+    held = []
+    for fold in range(4):
+        train_set, holdout = split_holdout(_config(None, folds=4, fold=fold), shuffled)
+        assert len(train_set) + len(holdout) == len(data)
+        assert not set(train_set.ids) & set(holdout.ids)
+        held += list(holdout.ids)
+    assert sorted(held) == sorted(data.ids)  # every clip held out exactly once, whatever the order
+    for bad in ({"folds": 4, "fold": 4}, {"folds": 1, "fold": 0}, {"fold": 2}):
+        with pytest.raises(TrainError, match="fold"):
+            _config(None, **bad).check()
+
 def _toy_clipset(n: int = 400, num_classes: int = 4, seed: int = 0) -> ClipSet:
     """Each class adds a fixed pattern to the frames of its clips: learnable from the embeddings."""
     rng = np.random.default_rng(seed)
@@ -86,8 +128,8 @@ def _toy_clipset(n: int = 400, num_classes: int = 4, seed: int = 0) -> ClipSet:
 def _config(tmp_path, **kw):
     from classifier.train import TrainConfig
 
-    base = {"out_dir": str(tmp_path / "run"), "kind": "single_attention", "hidden_units": 16,
-            "batch_size": 32, "iterations": 40, "eval_every": 10, "checkpoint_every": 10,
+    base = {"out_dir": str(tmp_path / "run") if tmp_path else "runs/unused", "kind": "single_attention",
+            "hidden_units": 16, "batch_size": 32, "iterations": 40, "eval_every": 10, "checkpoint_every": 10,
             "holdout_fraction": 0.2, "learning_rate": 3e-3, "progress": False}
     return TrainConfig(**(base | kw))
 
