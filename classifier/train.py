@@ -464,9 +464,10 @@ def split_holdout(config: TrainConfig, data: ClipSet) -> tuple[ClipSet, ClipSet 
     """
     data = data.subset(np.argsort(data.ids, kind="stable"))
     if config.folds:
-        if len(data) < config.folds:
-            raise TrainError(f"{len(data)} clips cannot fill {config.folds} folds")
-        parts = kfold_split(data.y, config.folds, seed=config.holdout_seed)
+        try:
+            parts = kfold_split(data.y, config.folds, seed=config.holdout_seed)
+        except ValueError as exc:
+            raise TrainError(str(exc)) from None
         holdout_idx = parts[config.fold]
         train_idx = np.concatenate([p for k, p in enumerate(parts) if k != config.fold])
         return data.subset(np.sort(train_idx)), data.subset(holdout_idx)

@@ -69,7 +69,6 @@ def test_holdout_split_is_seeded_disjoint_and_stratified():
     assert not np.array_equal(holdout_split(y, 0.1, seed=1)[1], held)
 
 
-
 def test_kfold_split_partitions_evenly_and_stratifies_every_label():
     rng = np.random.default_rng(3)
     y = _one_per_class(12, per_class=15)
@@ -110,6 +109,7 @@ def test_k_fold_runs_hold_out_disjoint_folds_that_cover_every_clip():
     for bad in ({"folds": 4, "fold": 4}, {"folds": 1, "fold": 0}, {"fold": 2}):
         with pytest.raises(TrainError, match="fold"):
             _config(None, **bad).check()
+
 
 def _toy_clipset(n: int = 400, num_classes: int = 4, seed: int = 0) -> ClipSet:
     """Each class adds a fixed pattern to the frames of its clips: learnable from the embeddings."""
