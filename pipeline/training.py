@@ -72,6 +72,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"--model transformer: encoder blocks over the frames ({TRANSFORMER_LAYERS})",
     )
     parser.add_argument(
+        "--attention", default=None, choices=("sigmoid", "softmax"),
+        help="attention weights over the frames: normalised sigmoid (the papers', default) or a softmax "
+        "over time",
+    )
+    parser.add_argument(
         "--context", action="store_true", default=None,
         help="the output layers also read the mean of each frame's two neighbours "
         f"(--model {', '.join(CONTEXT_KINDS)})",
@@ -186,6 +191,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, object]:
         "dropout",
         "num_heads",
         "transformer_layers",
+        "attention",
         "context",
         "holdout_fraction",
         "folds",

@@ -179,11 +179,12 @@ def test_train_options_map_onto_train_config_fields() -> None:
 
     args = build_parser().parse_args(
         ["train", "features", "-o", "run", "--label-smoothing", "0.1", "--mixup-alpha", "0.3", "--seed", "2",
-         "--folds", "5", "--fold", "3"]
+         "--folds", "5", "--fold", "3", "--attention", "softmax"]
     )
     overrides = _overrides(args)
     assert overrides["label_smoothing"] == 0.1 and overrides["mixup_alpha"] == 0.3 and overrides["seed"] == 2
     assert (overrides["folds"], overrides["fold"]) == (5, 3)
+    assert TrainConfig(**overrides).model_config(527)["attention"] == "softmax"
     assert set(overrides) <= {f.name for f in fields(TrainConfig)}
     assert "kind" not in overrides  # options left out keep TrainConfig's defaults
 
