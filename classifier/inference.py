@@ -246,6 +246,10 @@ class Member:
             hidden.append(h.reshape(batch, frames, -1))
         return hidden
 
+    def last_hidden(self, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """The trunk's last hidden layer float32 [B, T, H] (what the output layers read, before context)."""
+        return self._trunk(x, np.asarray(mask, np.float32))[-1]
+
     def _output_input(self, top: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """What the output layers read: the last hidden layer [B, T, H], with ``context`` concatenated with
         its neighbour mean ([B, T, 2H])."""

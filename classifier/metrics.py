@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -140,21 +139,16 @@ class PairedBootstrap:
 
 
 def paired_bootstrap_map(y_true: np.ndarray, score_a: np.ndarray, score_b: np.ndarray, *, samples: int = 200,
-                         seed: int = 0, strata: Sequence[np.ndarray] | None = None) -> PairedBootstrap:
+                         seed: int = 0) -> PairedBootstrap:
     """How well do these clips separate two score sets? Resamples the N clips (rows) with replacement
     ``samples`` times, the same rows for both, and compares their mAPs (see PairedBootstrap). y_true bool
-    [N, C], scores float [N, C]. ``strata`` (row-index arrays, e.g. the folds of a cross-validation, each
-    scored by its own models) makes the mAP the mean of the strata's mAPs, and each resample draws every
-    stratum's rows from that stratum."""
-    groups = [np.arange(len(y_true))] if strata is None else [np.asarray(r, np.int64) for r in strata]
-
-    def difference(rows: Sequence[np.ndarray]) -> float:
-        return float(np.mean([compute_metrics(y_true[r], score_a[r]).mAP
-                              - compute_metrics(y_true[r], score_b[r]).mAP for r in rows]))
-
-    observed = difference(groups)
+    [N, C], scores float [N, C]."""
+    observed = compute_metrics(y_true, score_a).mAP - compute_metrics(y_true, score_b).mAP
     rng = np.random.default_rng(seed)
-    diffs = np.array([difference([g[rng.integers(0, len(g), len(g))] for g in groups])
-                      for _ in range(samples)])
+    diffs = np.empty(samples)
+    for i in range(samples):
+        rows = rng.integers(0, len(y_true), len(y_true))
+        truth = y_true[rows]
+        diffs[i] = compute_metrics(truth, score_a[rows]).mAP - compute_metrics(truth, score_b[rows]).mAP
     return PairedBootstrap(observed, float(diffs.mean()), float(diffs.std(ddof=1)), float((diffs > 0).mean()),
                            samples)
