@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from classifier import load_head, load_pretrained
+from classifier.clipset import pad_clips
 from classifier.inference import Member
 from classifier.labels import load_class_labels
 from classifier.metrics import compute_metrics
@@ -149,6 +150,7 @@ def probe_tta(args: argparse.Namespace) -> None:
 def probe_decision(args: argparse.Namespace) -> None:
     import tensorflow as tf
 
+    from classifier.models import AttentionPooling
     from classifier.sampling import BalancedSampler
     from classifier.train import TrainConfig, split_holdout
 
@@ -162,10 +164,8 @@ def probe_decision(args: argparse.Namespace) -> None:
     lengths = [len(c) for c in matched.clips]
     targets = [frame_targets(strong[s], n, matched.column_of, hop=RELEASE_FRAME_HOP)
                for s, n in zip(matched.segments, lengths, strict=True)]
-    strong_x = np.zeros((len(lengths), 10, 128), np.uint8)
-    strong_mask = np.zeros((len(lengths), 10), np.float32)
-    for i, clip in enumerate(matched.clips):
-        strong_x[i, :len(clip)], strong_mask[i, :len(clip)] = clip, 1.0
+    strong_x, strong_mask = pad_clips(matched.clips)
+    strong_mask = strong_mask.astype(np.float32)
     shipped_clip = head.predict_clips(matched.clips)[:, matched.columns]
 
     def hidden(x: np.ndarray, mask: np.ndarray) -> np.ndarray:  # float16 [N, T, H]: memory
@@ -200,19 +200,15 @@ def probe_decision(args: argparse.Namespace) -> None:
         weights = [tf.Variable(init((width, 527))), tf.Variable(tf.zeros(527)),
                    tf.Variable(init((width, 527))), tf.Variable(tf.zeros(527))]
 
-        def forward(h, mask, contrast=contrast, softmax=softmax, weights=weights, training=False):
+        pool = AttentionPooling("softmax" if softmax else "sigmoid")
+
+        def forward(h, mask, contrast=contrast, weights=weights, pool=pool, training=False):
             z = inputs(h, mask, contrast)
             if training:
                 z = tf.nn.dropout(z, 0.5, seed=1)
             frame = tf.sigmoid(tf.einsum("btd,dc->btc", z, weights[0]) + weights[1])
             logits = tf.einsum("btd,dc->btc", z, weights[2]) + weights[3]
-            m = tf.expand_dims(mask, -1)
-            if softmax:
-                logits = tf.where(m > 0, logits, -1e9)
-                w = tf.exp(logits - tf.reduce_max(logits, 1, keepdims=True)) * m
-            else:
-                w = tf.clip_by_value(tf.sigmoid(logits), 1e-7, 1 - 1e-7) * m
-            return frame, w, tf.reduce_sum(frame * w, 1) / tf.maximum(tf.reduce_sum(w, 1), 1e-7)
+            return frame, pool.attention_weights(logits, mask), pool(frame, logits, mask)
 
         optimizer = tf.keras.optimizers.Adam(1e-3)
 

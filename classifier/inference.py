@@ -23,6 +23,7 @@ DECISION_LEVEL_KINDS = ("average", "max", "linear_softmax", "single_attention", 
 # kinds whose output layers read only the last hidden layer, so ``context`` can widen their input
 CONTEXT_KINDS = ("average", "max", "linear_softmax", "single_attention", "feature_attention")
 EMBEDDING_SIZE = 128
+ATTENTIONS = ("sigmoid", "softmax")  # attention weights over time: normalised sigmoid, softmax
 ATTENTION_EPS = 1e-7  # attention weights are clipped to [eps, 1 - eps]; pooled sums divided by >= eps
 BATCH_NORM_EPSILON = 1e-3  # Keras' BatchNormalization default, which the models use
 LAYER_NORM_EPSILON = 1e-6  # the transformer blocks' LayerNormalization
@@ -94,7 +95,7 @@ def weight_layout(kind: str, num_classes: int = 527, *, hidden_units: int = 1024
         raise ValueError(f"unknown model kind {kind!r}; expected one of {MODEL_KINDS}")
     if kind == "multi_attention" and num_layers < 2:
         raise ValueError("multi_attention needs num_layers >= 2")
-    if attention not in ("sigmoid", "softmax"):
+    if attention not in ATTENTIONS:
         raise ValueError(f"attention must be 'sigmoid' or 'softmax', got {attention!r}")
     if kind == "transformer":
         check_transformer(hidden_units, num_heads, transformer_layers)

@@ -28,6 +28,7 @@ from keras import layers, ops
 
 from classifier.inference import (
     ATTENTION_EPS,
+    ATTENTIONS,
     BATCH_NORM_EPSILON,
     CONTEXT_KINDS,
     DECISION_LEVEL_KINDS,
@@ -80,7 +81,7 @@ class AttentionPooling(layers.Layer):
 
     def __init__(self, attention: str = "sigmoid", **kwargs):
         super().__init__(**kwargs)
-        if attention not in ("sigmoid", "softmax"):
+        if attention not in ATTENTIONS:
             raise ValueError(f"attention must be 'sigmoid' or 'softmax', got {attention!r}")
         self.attention = attention
 

@@ -14,7 +14,13 @@ import json
 import sys
 from pathlib import Path
 
-from classifier.inference import CONTEXT_KINDS, MODEL_KINDS, TRANSFORMER_LAYERS, TRANSFORMER_NUM_HEADS
+from classifier.inference import (
+    ATTENTIONS,
+    CONTEXT_KINDS,
+    MODEL_KINDS,
+    TRANSFORMER_LAYERS,
+    TRANSFORMER_NUM_HEADS,
+)
 from classifier.lite import ENGINES
 
 
@@ -72,7 +78,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"--model transformer: encoder blocks over the frames ({TRANSFORMER_LAYERS})",
     )
     parser.add_argument(
-        "--attention", default=None, choices=("sigmoid", "softmax"),
+        "--attention", default=None, choices=ATTENTIONS,
         help="attention weights over the frames: normalised sigmoid (the papers', default) or a softmax "
         "over time",
     )
