@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from classifier import load_head, load_pretrained
 from classifier.metrics import compute_metrics
 from classifier.readers import cache_clipset, load_clipset
 from classifier.sampling import kfold_split
+from pipeline.tagger import load_head
 
 EVAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "audioset_v1_embeddings" / "eval"
 
@@ -32,10 +32,7 @@ def main() -> None:
     parser.add_argument("--eval-cache", type=Path, default=None, help="npz cache of the eval clips")
     args = parser.parse_args()
     clips = cache_clipset(EVAL, args.eval_cache) if args.eval_cache else load_clipset(EVAL)
-    if args.head and Path(args.head).is_file():
-        head = load_head(args.head, engine="lite-int8")
-    else:
-        head = load_pretrained(args.head, engine="lite-int8")
+    head = load_head(args.head, engine="lite-int8")
     scores = head.predict_arrays(clips.x.astype(np.float32), clips.mask.astype(np.float32))
     print("| scored set | clips per set | mAP (mean over sets) | std over sets |\n|---|---|---|---|")
     print(f"| all | {len(clips)} | {compute_metrics(clips.y, scores).mAP:.4f} | — |")

@@ -14,8 +14,8 @@
 ``tta`` (held-out split of balanced_train): clip scores averaged over leave-one-frame-out masks, per member,
 then combined by the head's rule; and the score with each single frame left out. Eval is never used.
 ``decision`` (a probe that trains, cheaply): the output layers (frame classifier and attention) of one of
-the shipped head's single-attention members retrained on its frozen trunk (its last hidden layer, computed
-once), on the training split of balanced_train, with balanced batches of 500 and dropout 0.5 on their input.
+the head's single-attention members retrained on its frozen trunk (its last hidden layer, computed once), on
+the training split of balanced_train, with balanced batches of 500 and dropout 0.5 on their input.
 Variants: ``sigmoid`` (the member's own design), ``softmax`` (softmax attention over time), ``contrast``
 (the input is each frame's hidden vector next to its difference from the mean of the clip's other frames).
 Prints held-out clip mAP, and on the strong-label dev half the localization AP of the frame probabilities
@@ -154,7 +154,7 @@ def probe_decision(args: argparse.Namespace) -> None:
     from classifier.sampling import BalancedSampler
     from classifier.train import TrainConfig, split_holdout
 
-    head = load_pretrained()
+    head = load_head(args.head) if args.head else load_pretrained()
     member = Member(head.member_configs[args.member], head.member_weights[args.member])
     if member.kind != "single_attention":
         raise SystemExit(f"member {args.member} is {member.kind}, not single_attention")
@@ -247,7 +247,7 @@ def main() -> None:
     parser.add_argument("--head", type=Path, default=None, help="head file (default: the shipped head)")
     parser.add_argument("--eval-cache", type=Path, default=None, help="npz cache of the eval clips")
     parser.add_argument("--train-cache", type=Path, default=None, help="npz cache of balanced_train")
-    parser.add_argument("--member", type=int, default=1, help="decision: shipped member index")
+    parser.add_argument("--member", type=int, default=1, help="decision: index of the head's member")
     parser.add_argument("--iterations", type=int, default=800, help="decision: balanced batches of 500")
     parser.add_argument("--variants", nargs="+", default=["sigmoid", "softmax", "contrast"],
                         choices=("sigmoid", "softmax", "contrast"))
