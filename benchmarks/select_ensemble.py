@@ -165,6 +165,9 @@ def main() -> None:
     parser.add_argument("--shared", type=Path, default=Path("../shared"))
     parser.add_argument("--cache", type=Path, default=None,
                         help="folder reusing member predictions and the clip sets")
+    parser.add_argument("--score", nargs="+", default=[], metavar="NAME,NAME,...",
+                        help="instead of selecting, score these fixed combinations of candidates (names as "
+                        "printed, e.g. audioset_m0,s2_run_1s) under each combination rule")
     parser.add_argument("--folds", type=int, default=0,
                         help="k-fold cross-validation: each run folder holds fold0..fold{K-1}")
     args = parser.parse_args()
@@ -251,6 +254,17 @@ def main() -> None:
                           "eval_mAP": round(compute_metrics(evaluation.y, mixed(chosen, 3, rule)).mAP, 4),
                           "int8_MB": round(size_bytes(chosen) / 1e6, 2)}), flush=True)
 
+    rules = COMBINE_RULES if args.combine == "both" else (args.combine,)
+    if args.score:
+        for combination in args.score:
+            names = combination.split(",")
+            unknown = [n for n in names if n not in candidates]
+            if unknown:
+                parser.error(f"--score {combination}: no candidate named {', '.join(unknown)}")
+            for rule in rules:
+                report_step(rule, names, holdout_map(names, rule))
+        return
+
     def starts_for(rule: str) -> list[str]:
         """The best candidate (under `rule`) of each of the --starts best runs: greedy's first picks."""
         ranked = sorted(((holdout_map([n], rule), n) for n in candidates if fits([n])), reverse=True)
@@ -274,7 +288,7 @@ def main() -> None:
             report_step(rule, chosen, best)
 
     finals = []
-    for rule in COMBINE_RULES if args.combine == "both" else (args.combine,):
+    for rule in rules:
         for start in starts_for(rule):
             best, chosen = greedy(start, rule)
             eval_map = compute_metrics(evaluation.y, mixed(chosen, 3, rule)).mAP
