@@ -46,6 +46,12 @@ def check_transformer(hidden_units: int, num_heads: int, transformer_layers: int
         raise ValueError(f"transformer_layers must be >= 1, got {transformer_layers}")
 
 
+def check_attention(attention: str) -> None:
+    """ValueError unless ``attention`` is one of ATTENTIONS."""
+    if attention not in ATTENTIONS:
+        raise ValueError(f"attention must be one of {ATTENTIONS}, got {attention!r}")
+
+
 def check_context(kind: str, context: bool) -> None:
     """ValueError when ``context`` is set for a kind outside CONTEXT_KINDS."""
     if context and kind not in CONTEXT_KINDS:
@@ -95,8 +101,7 @@ def weight_layout(kind: str, num_classes: int = 527, *, hidden_units: int = 1024
         raise ValueError(f"unknown model kind {kind!r}; expected one of {MODEL_KINDS}")
     if kind == "multi_attention" and num_layers < 2:
         raise ValueError("multi_attention needs num_layers >= 2")
-    if attention not in ATTENTIONS:
-        raise ValueError(f"attention must be 'sigmoid' or 'softmax', got {attention!r}")
+    check_attention(attention)
     if kind == "transformer":
         check_transformer(hidden_units, num_heads, transformer_layers)
     check_context(kind, context)

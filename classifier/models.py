@@ -28,7 +28,6 @@ from keras import layers, ops
 
 from classifier.inference import (
     ATTENTION_EPS,
-    ATTENTIONS,
     BATCH_NORM_EPSILON,
     CONTEXT_KINDS,
     DECISION_LEVEL_KINDS,
@@ -39,6 +38,7 @@ from classifier.inference import (
     TRANSFORMER_FFN_FACTOR,
     TRANSFORMER_LAYERS,
     TRANSFORMER_NUM_HEADS,
+    check_attention,
     check_context,
     check_transformer,
     position_frequencies,
@@ -81,8 +81,7 @@ class AttentionPooling(layers.Layer):
 
     def __init__(self, attention: str = "sigmoid", **kwargs):
         super().__init__(**kwargs)
-        if attention not in ATTENTIONS:
-            raise ValueError(f"attention must be 'sigmoid' or 'softmax', got {attention!r}")
+        check_attention(attention)
         self.attention = attention
 
     def attention_weights(self, logits, mask):

@@ -108,6 +108,8 @@ def test_bad_configs_and_weights_are_rejected() -> None:
         weight_layout("transformer", hidden_units=32, num_heads=5)
     with pytest.raises(ValueError, match="transformer_layers must be >= 1"):
         weight_layout("transformer", hidden_units=32, transformer_layers=0)
+    with pytest.raises(ValueError, match=r"attention must be one of \('sigmoid', 'softmax'\), got 'tanh'"):
+        weight_layout("single_attention", attention="tanh")
     for kind in ("multi_attention", "transformer"):
         with pytest.raises(ValueError, match=f"context applies to the kinds .*, not to '{kind}'"):
             weight_layout(kind, hidden_units=32, context=True)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from classifier.clipset import pad_clips
-from classifier.models import DECISION_LEVEL_KINDS, MODEL_KINDS, build_model, frame_model
+from classifier.models import DECISION_LEVEL_KINDS, MODEL_KINDS, AttentionPooling, build_model, frame_model
 from classifier.pretrained import Head, HeadError, load_head, save_head
 
 pytestmark = pytest.mark.slow
@@ -56,6 +56,13 @@ def test_clip_level_kinds_have_no_frame_output(kind):
     with pytest.raises(ValueError, match="no frame-level output"):
         frame_model(_tiny(kind))
 
+
+
+def test_unknown_attention_is_rejected_by_the_layer_and_the_builder():
+    with pytest.raises(ValueError, match="attention must be one of"):
+        AttentionPooling("tanh")
+    with pytest.raises(ValueError, match="attention must be one of"):
+        build_model("single_attention", num_classes=3, hidden_units=8, num_layers=1, attention="tanh")
 
 @pytest.mark.parametrize("kind", MODEL_KINDS)
 def test_padded_frames_never_matter(kind):
