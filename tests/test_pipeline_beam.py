@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from release_records import read_tfrecords
 
 from pipeline.cli import EXIT_ERROR, EXIT_SOME_FAILED, main
 
@@ -73,29 +74,6 @@ def beam_tfrecords(inputs: Path, synthetic_checkpoint: Path,
                  "--direct_num_workers=2"], synthetic_checkpoint)
     assert code == EXIT_SOME_FAILED
     return out
-
-
-def read_tfrecords(files: list[Path]) -> dict[str, dict]:
-    """Clips of AudioSet-format shards, parsed with plain tf.data and the release's feature spec."""
-    import tensorflow as tf
-
-    context = {
-        "video_id": tf.io.FixedLenFeature([], tf.string),
-        "start_time_seconds": tf.io.FixedLenFeature([], tf.float32),
-        "end_time_seconds": tf.io.FixedLenFeature([], tf.float32),
-        "labels": tf.io.VarLenFeature(tf.int64),
-    }
-    sequence = {"audio_embedding": tf.io.FixedLenSequenceFeature([], tf.string)}
-    clips: dict[str, dict] = {}
-    for record in tf.data.TFRecordDataset([str(f) for f in files]):
-        ctx, seq = tf.io.parse_single_sequence_example(record, context, sequence)
-        clip_id = ctx["video_id"].numpy().decode()
-        assert clip_id not in clips, f"{clip_id} written twice"
-        clips[clip_id] = {
-            "embedding": tf.io.decode_raw(seq["audio_embedding"], tf.uint8).numpy(),
-            "end": float(ctx["end_time_seconds"]),
-        }
-    return clips
 
 
 def read_parquet(files: list[Path]) -> dict[str, dict]:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from release_records import read_tfrecords
 
 from pipeline.cli import EXIT_ERROR, EXIT_OK, EXIT_SOME_FAILED, main
 from vggish.audio_io import DEFAULT_BLOCK_FRAMES
@@ -63,31 +64,6 @@ def _check(clip_id: str, embedding: np.ndarray, reference: dict, raw: np.ndarray
     assert np.mean(embedding == ref_emb) > 0.99
     if raw is not None:
         np.testing.assert_allclose(raw, ref_raw, rtol=1e-4, atol=1e-4)
-
-
-def read_tfrecords(files: list[Path]) -> dict[str, dict]:
-    """Parse shards with plain tf.data and the AudioSet release's feature spec."""
-    import tensorflow as tf
-
-    context = {
-        "video_id": tf.io.FixedLenFeature([], tf.string),
-        "start_time_seconds": tf.io.FixedLenFeature([], tf.float32),
-        "end_time_seconds": tf.io.FixedLenFeature([], tf.float32),
-        "labels": tf.io.VarLenFeature(tf.int64),
-    }
-    sequence = {"audio_embedding": tf.io.FixedLenSequenceFeature([], tf.string)}
-    clips: dict[str, dict] = {}
-    for record in tf.data.TFRecordDataset([str(f) for f in files]):
-        ctx, seq = tf.io.parse_single_sequence_example(record, context, sequence)
-        clip_id = ctx["video_id"].numpy().decode()
-        assert clip_id not in clips, f"{clip_id} written twice"
-        clips[clip_id] = {
-            "embedding": tf.io.decode_raw(seq["audio_embedding"], tf.uint8).numpy(),
-            "start": float(ctx["start_time_seconds"]),
-            "end": float(ctx["end_time_seconds"]),
-            "labels": sorted(tf.sparse.to_dense(ctx["labels"]).numpy().tolist()),
-        }
-    return clips
 
 
 @pytest.mark.shared
