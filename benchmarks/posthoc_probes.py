@@ -1,6 +1,7 @@
 """Post-hoc probes of the shipped head (no training): timeline inputs and formulas, test-time augmentation.
 
     python benchmarks/posthoc_probes.py timeline [--head PATH] [--eval-cache runs/cache_eval.npz]
+    python benchmarks/posthoc_probes.py contributions [--head PATH] [--eval-cache runs/cache_eval.npz]
     python benchmarks/posthoc_probes.py tta [--head PATH] [--train-cache runs/clips_bal_train.npz]
     python benchmarks/posthoc_probes.py decision [--member 1] [--iterations 800] [--variants sigmoid ...]
         [--train-cache ...] [--eval-cache ...]
@@ -11,13 +12,21 @@
   with the plain frame log-odds (weight w);
 - other calibrations than ``clip * (frame / max_t frame) ** gamma``: relative to the clip's mean frame,
   exp(g * (logit - max_t logit)), and the within-clip rank.
+``contributions`` (strong-label dev half, as ``timeline``): the feature-level attention members' clip
+logit split exactly into one term per frame (logit = bias + sum_t r[t]: the pooled, batch-normalised hidden
+units that pass the clip's ReLU, each frame's share by its attention weight, times the output layer), a
+class activation map; frame score sigmoid(T r[t] + bias) (the clip's logit if every frame were like frame
+t), alone, against the member's frames scored as one-patch clips, and mixed with the raw frames' log-odds.
 ``tta`` (held-out split of balanced_train): clip scores averaged over leave-one-frame-out masks, per member,
 then combined by the head's rule; and the score with each single frame left out. Eval is never used.
 ``decision`` (a probe that trains, cheaply): the output layers (frame classifier and attention) of one of
 the head's single-attention members retrained on its frozen trunk (its last hidden layer, computed once), on
 the training split of balanced_train, with balanced batches of 500 and dropout 0.5 on their input.
 Variants: ``sigmoid`` (the member's own design), ``softmax`` (softmax attention over time), ``contrast``
-(the input is each frame's hidden vector next to its difference from the mean of the clip's other frames).
+(the input is each frame's hidden vector next to its difference from the mean of the clip's other frames),
+``splice`` (half of each batch's clips spliced with another clip of the batch at a random frame, labels the
+union: a weakly labelled clip whose parts' sources are known) and ``splice_negatives`` (the same, plus a
+frame-level cross-entropy toward 0 wherever a frame's own clip lacks a class of the spliced clip).
 Prints held-out clip mAP, and on the strong-label dev half the localization AP of the frame probabilities
 times the attention weights ** a (softmax weights scaled to a largest weight of 1) and the frame mAP of
 those scores calibrated with the shipped head's clip probabilities (gamma 0.2).
@@ -114,6 +123,72 @@ def probe_timeline(args: argparse.Namespace) -> None:
     print(f"| clip x (rank within clip / T) ^ 0.25 | {frame_map(targets, ranked):.4f} |")
 
 
+def frame_contributions(member: Member, x: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A feature-level attention member's clip logits split into frames: (r float32 [B, T, C], one-patch
+    logits float32 [B, T, C]) with logit[b, c] = bias[c] + sum_t r[b, t, c] exactly (for logits that float32
+    probabilities do not saturate). Reads the member's layers directly (a probe, not an API)."""
+    hidden = member.last_hidden(x, mask)
+    values = member._apply("feat_cla", hidden)
+    weights = member._attention_weights(member._apply("feat_att", hidden), mask)
+    share = weights / np.maximum(weights.sum(axis=1, keepdims=True), np.float32(1e-7))
+    scale, shift = member._pool_norm
+    normalised = values * scale + shift  # batch norm after pooling is affine, so it commutes with the mean
+    per_frame = share * normalised
+    active = (per_frame.sum(axis=1) > 0).astype(np.float32)  # units the clip's ReLU passes
+    kernel, bias = member._dense["clip_probs"]
+    one_patch = np.maximum(normalised, 0.0) @ kernel + bias
+    return (per_frame * active[:, None, :]) @ kernel, one_patch
+
+
+def probe_contributions(args: argparse.Namespace) -> None:
+    clipset = _clips(RELEASE / "eval", args.eval_cache)
+    strong = read_strong_labels(STRONG)
+    matched = match_release(clipset, strong, load_class_labels().mids)
+    clips, columns = matched.clips, matched.columns
+    lengths = [len(c) for c in clips]
+    targets = [frame_targets(strong[s], n, matched.column_of, hop=RELEASE_FRAME_HOP)
+               for s, n in zip(matched.segments, lengths, strict=True)]
+    head = load_head(args.head) if args.head else load_pretrained()
+    clip_probs = head.predict_clips(clips)[:, columns]
+    plain = [log_odds(f[:, columns]) for f in head.predict_frames_raw(clips)]
+    x, mask = pad_clips(clips)
+    mask = mask.astype(np.float32)
+    frames_per_clip = mask.sum(axis=1)[:, None, None]
+
+    def report(name: str, logits: np.ndarray | list[np.ndarray]) -> None:
+        frames = [from_log_odds(z[:n]) for z, n in zip(logits, lengths, strict=True)]
+        loc = localization_ap(targets, frames)
+        line = f"| {name} | {loc.ap:.4f} ({loc.ap - loc.chance:+.4f}) |"
+        for gamma in (0.2, 0.3):
+            calibrated = [calibrate_frames(p, f, TimelineParams(gamma))
+                          for p, f in zip(clip_probs, frames, strict=True)]
+            line += f" {frame_map(targets, calibrated):.4f} |"
+        print(line, flush=True)
+
+    print(f"{len(clips)} clips, {len(matched.mids)} classes\n")
+    print("| frame scores | localization AP (vs chance) | frame mAP, gamma 0.2 | gamma 0.3 |\n"
+          "|---|---|---|---|")
+    report(f"the head's raw frames (a = {head.timeline.attention_exponent})", plain)
+    maps = []
+    for i, config in enumerate(head.member_configs):
+        if config["kind"] != "feature_attention":
+            continue
+        member = Member(config, head.member_weights[i])
+        parts = [frame_contributions(member, x[k:k + 1000], mask[k:k + 1000]) for k in range(0, len(x), 1000)]
+        bias = member._dense["clip_probs"][1][columns]
+        contributions = np.concatenate([r for r, _ in parts])[..., columns]
+        maps.append(frames_per_clip * contributions + bias)
+        report(f"member {i}: sigmoid(T r[t] + bias)", maps[-1])
+        one_patch = np.concatenate([o for _, o in parts])[..., columns]
+        report(f"member {i}: each frame as a one-patch clip", one_patch)
+    if maps:
+        mean_map = np.mean(maps, axis=0)
+        report("mean of the feature-level members' maps", mean_map)
+        for w in (0.2, 0.5):
+            report(f"raw frames' log-odds mixed with it, weight {w}",
+                   [(1 - w) * z + w * c[:len(z)] for z, c in zip(plain, mean_map, strict=True)])
+
+
 def probe_tta(args: argparse.Namespace) -> None:
     from classifier.train import TrainConfig, split_holdout
 
@@ -145,6 +220,29 @@ def probe_tta(args: argparse.Namespace) -> None:
     print("\n| frame left out (alone, weight 1) | held-out mAP |\n|---|---|")
     for t, probs in enumerate(left_out):
         print(f"| {t} | {score(probs):.5f} |")
+
+
+def splice_batch(h: np.ndarray, mask: np.ndarray, y: np.ndarray, rng: np.random.Generator,
+                 rate: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Splices a share ``rate`` of the clips of a batch with the next clip of the batch: frames before a
+    random cut k (1..T-1) from the clip, frames from k on from its partner (positions kept). Returns the new
+    (h [B, T, H], mask [B, T], clip targets [B, C] = the union of the labels of the parts that keep a real
+    frame, frame negatives float32 [B, T, C]: 1 where a frame's own clip lacks a class that the spliced clip
+    is labelled with, i.e. frames known not to contain it)."""
+    batch, frames = mask.shape
+    partner = np.roll(np.arange(batch), -1)
+    cut = rng.integers(1, frames, size=batch)
+    spliced = rng.random(batch) < rate
+    from_partner = spliced[:, None] & (np.arange(frames)[None] >= cut[:, None])  # [B, T]
+    new_h = np.where(from_partner[..., None], h[partner], h)
+    new_mask = np.where(from_partner, mask[partner], mask)
+    own_real = ((new_mask > 0) & ~from_partner).any(axis=1)
+    partner_real = ((new_mask > 0) & from_partner).any(axis=1)
+    yb = y.astype(bool)
+    targets = (yb & own_real[:, None]) | (yb[partner] & partner_real[:, None])
+    source = np.where(from_partner[..., None], yb[partner][:, None, :], yb[:, None, :])  # [B, T, C]
+    negatives = (targets[:, None, :] & ~source & (new_mask[..., None] > 0)).astype(np.float32)
+    return new_h, new_mask.astype(np.float32), targets.astype(np.float32), negatives
 
 
 def probe_decision(args: argparse.Namespace) -> None:
@@ -195,6 +293,8 @@ def probe_decision(args: argparse.Namespace) -> None:
 
     for variant in args.variants:
         contrast, softmax = variant == "contrast", variant == "softmax"
+        splice_rate = 0.5 if variant.startswith("splice") else 0.0
+        negative_weight = 1.0 if variant == "splice_negatives" else 0.0
         width = sets["train"][0].shape[-1] * (2 if contrast else 1)
         init = tf.keras.initializers.GlorotUniform(seed=0)
         weights = [tf.Variable(init((width, 527))), tf.Variable(tf.zeros(527)),
@@ -213,17 +313,28 @@ def probe_decision(args: argparse.Namespace) -> None:
         optimizer = tf.keras.optimizers.Adam(1e-3)
 
         @tf.function
-        def step(h, mask, y, forward=forward, weights=weights, optimizer=optimizer):
+        def step(h, mask, y, negatives, forward=forward, weights=weights, optimizer=optimizer,
+                 negative_weight=negative_weight):
             with tf.GradientTape() as tape:
-                clip = tf.clip_by_value(forward(h, mask, training=True)[2], 1e-7, 1 - 1e-7)
+                frame, _, clip = forward(h, mask, training=True)
+                clip = tf.clip_by_value(clip, 1e-7, 1 - 1e-7)
                 loss = tf.reduce_mean(tf.keras.losses.binary_crossentropy(y, clip))
+                if negative_weight:  # frames known not to contain a class: BCE toward 0
+                    frame_loss = -tf.math.log(tf.clip_by_value(1 - frame, 1e-7, 1.0)) * negatives
+                    loss += negative_weight * tf.reduce_sum(frame_loss) / tf.maximum(
+                        tf.reduce_sum(negatives), 1.0)
             optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights, strict=True))
 
         sampler = BalancedSampler(train.y, 500, seed=0)
+        rng = np.random.default_rng(0)
         h_train, m_train = sets["train"]
         for _ in range(args.iterations):
             rows = sampler.next_batch()
-            step(h_train[rows], m_train[rows], train.y[rows].astype(np.float32))
+            h, m, y = h_train[rows], m_train[rows], train.y[rows].astype(np.float32)
+            negatives = np.zeros(m.shape + y.shape[-1:], np.float32)
+            if splice_rate:
+                h, m, y, negatives = splice_batch(h, m, y, rng, splice_rate)
+            step(h, m, y, negatives)
 
         def predict(name: str, forward=forward) -> list[np.ndarray]:
             h, mask = sets[name]
@@ -243,16 +354,18 @@ def probe_decision(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("probe", choices=("timeline", "tta", "decision"))
+    parser.add_argument("probe", choices=("timeline", "contributions", "tta", "decision"))
     parser.add_argument("--head", type=Path, default=None, help="head file (default: the shipped head)")
     parser.add_argument("--eval-cache", type=Path, default=None, help="npz cache of the eval clips")
     parser.add_argument("--train-cache", type=Path, default=None, help="npz cache of balanced_train")
     parser.add_argument("--member", type=int, default=1, help="decision: index of the head's member")
     parser.add_argument("--iterations", type=int, default=800, help="decision: balanced batches of 500")
     parser.add_argument("--variants", nargs="+", default=["sigmoid", "softmax", "contrast"],
-                        choices=("sigmoid", "softmax", "contrast"))
+                        choices=("sigmoid", "softmax", "contrast", "splice", "splice_negatives"))
     args = parser.parse_args()
-    {"timeline": probe_timeline, "tta": probe_tta, "decision": probe_decision}[args.probe](args)
+    probes = {"timeline": probe_timeline, "contributions": probe_contributions, "tta": probe_tta,
+              "decision": probe_decision}
+    probes[args.probe](args)
 
 
 if __name__ == "__main__":
