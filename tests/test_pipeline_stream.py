@@ -235,12 +235,19 @@ def test_listen_without_portaudio_is_a_one_line_error(capsys: pytest.CaptureFixt
     assert "audiotag[live]" in err or "libportaudio2" in err
 
 
+def _default_sigint() -> None:
+    """In the child before exec: SIGINT back to its default, so that Python turns it into KeyboardInterrupt
+    (a shell starts background jobs with SIGINT ignored, and an ignored SIGINT is inherited across exec)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _audiotag(checkpoint: Path, *args: str, stdin: int) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", str(REPO)), "TF_CPP_MIN_LOG_LEVEL": "2"}
     return subprocess.Popen(
         [sys.executable, "-m", "pipeline", "tag", "-", "--stream", "--raw-format", "s16le", "--rate",
          str(RATE), "--vggish-checkpoint", str(checkpoint), *args],
         stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
+        preexec_fn=_default_sigint,
     )
 
 
@@ -352,7 +359,7 @@ def test_ctrl_c_ends_a_stalled_wav_pipe(synthetic_checkpoint: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipeline", "tag", "-", "--stream", "--top-k", "1", "--vggish-checkpoint",
          str(synthetic_checkpoint)], stdin=read_end, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-        text=True, env=env, cwd=REPO)
+        text=True, env=env, cwd=REPO, preexec_fn=_default_sigint)
     os.close(read_end)
     try:
         os.write(write_end, header + tone)  # then nothing more, and the pipe stays open
