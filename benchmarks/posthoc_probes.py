@@ -65,6 +65,16 @@ def _clips(path: Path, cache: Path | None):
     return cache_clipset(path, cache) if cache else load_clipset(path)
 
 
+def _strong_dev(eval_cache: Path | None):
+    """The eval clips with strong labels (classifier.strong.match_release) and their frame targets, bool
+    [T, K] per clip on the release's 1-s grid."""
+    strong = read_strong_labels(STRONG)
+    matched = match_release(_clips(RELEASE / "eval", eval_cache), strong, load_class_labels().mids)
+    targets = [frame_targets(strong[s], len(c), matched.column_of, hop=RELEASE_FRAME_HOP)
+               for s, c in zip(matched.segments, matched.clips, strict=True)]
+    return matched, targets
+
+
 def background_subtracted(clips: list[np.ndarray], beta: float) -> list[np.ndarray]:
     """uint8 [T, 128] clips with beta x (mean of the other patches - mean patch of all clips) subtracted from
     each patch; one-patch clips are unchanged."""
@@ -79,12 +89,8 @@ def background_subtracted(clips: list[np.ndarray], beta: float) -> list[np.ndarr
 
 
 def probe_timeline(args: argparse.Namespace) -> None:
-    clipset = _clips(RELEASE / "eval", args.eval_cache)
-    strong = read_strong_labels(STRONG)
-    matched = match_release(clipset, strong, load_class_labels().mids)
+    matched, targets = _strong_dev(args.eval_cache)
     clips, columns = matched.clips, matched.columns
-    targets = [frame_targets(strong[s], len(c), matched.column_of, hop=RELEASE_FRAME_HOP)
-               for s, c in zip(matched.segments, clips, strict=True)]
     head = load_head(args.head) if args.head else load_pretrained()
     clip_probs = head.predict_clips(clips)[:, columns]
     plain = [log_odds(f[:, columns]) for f in head.predict_frames_raw(clips)]
@@ -141,13 +147,9 @@ def frame_contributions(member: Member, x: np.ndarray, mask: np.ndarray) -> tupl
 
 
 def probe_contributions(args: argparse.Namespace) -> None:
-    clipset = _clips(RELEASE / "eval", args.eval_cache)
-    strong = read_strong_labels(STRONG)
-    matched = match_release(clipset, strong, load_class_labels().mids)
+    matched, targets = _strong_dev(args.eval_cache)
     clips, columns = matched.clips, matched.columns
     lengths = [len(c) for c in clips]
-    targets = [frame_targets(strong[s], n, matched.column_of, hop=RELEASE_FRAME_HOP)
-               for s, n in zip(matched.segments, lengths, strict=True)]
     head = load_head(args.head) if args.head else load_pretrained()
     clip_probs = head.predict_clips(clips)[:, columns]
     plain = [log_odds(f[:, columns]) for f in head.predict_frames_raw(clips)]
@@ -257,11 +259,8 @@ def probe_decision(args: argparse.Namespace) -> None:
     if member.kind != "single_attention":
         raise SystemExit(f"member {args.member} is {member.kind}, not single_attention")
     train, holdout = split_holdout(TrainConfig(), _clips(RELEASE / "bal_train", args.train_cache))
-    strong = read_strong_labels(STRONG)
-    matched = match_release(_clips(RELEASE / "eval", args.eval_cache), strong, load_class_labels().mids)
+    matched, targets = _strong_dev(args.eval_cache)
     lengths = [len(c) for c in matched.clips]
-    targets = [frame_targets(strong[s], n, matched.column_of, hop=RELEASE_FRAME_HOP)
-               for s, n in zip(matched.segments, lengths, strict=True)]
     strong_x, strong_mask = pad_clips(matched.clips)
     strong_mask = strong_mask.astype(np.float32)
     shipped_clip = head.predict_clips(matched.clips)[:, matched.columns]
