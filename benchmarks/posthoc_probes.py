@@ -327,10 +327,11 @@ def probe_decision(args: argparse.Namespace) -> None:
         sampler = BalancedSampler(train.y, 500, seed=0)
         rng = np.random.default_rng(0)
         h_train, m_train = sets["train"]
+        no_negatives = np.zeros((sampler.batch_size, m_train.shape[1], train.y.shape[1]), np.float32)
         for _ in range(args.iterations):
             rows = sampler.next_batch()
             h, m, y = h_train[rows], m_train[rows], train.y[rows].astype(np.float32)
-            negatives = np.zeros(m.shape + y.shape[-1:], np.float32)
+            negatives = no_negatives
             if splice_rate:
                 h, m, y, negatives = splice_batch(h, m, y, rng, splice_rate)
             step(h, m, y, negatives)

@@ -57,12 +57,12 @@ def test_clip_level_kinds_have_no_frame_output(kind):
         frame_model(_tiny(kind))
 
 
-
 def test_unknown_attention_is_rejected_by_the_layer_and_the_builder():
     with pytest.raises(ValueError, match="attention must be one of"):
         AttentionPooling("tanh")
     with pytest.raises(ValueError, match="attention must be one of"):
         build_model("single_attention", num_classes=3, hidden_units=8, num_layers=1, attention="tanh")
+
 
 @pytest.mark.parametrize("kind", MODEL_KINDS)
 def test_padded_frames_never_matter(kind):
