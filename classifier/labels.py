@@ -10,12 +10,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from audiotag_data import data_dir
+
 logger = logging.getLogger(__name__)
-
-
-def data_dir() -> Path:
-    """The package's data folder (label tables, shipped heads); env AUDIOTAG_DATA_DIR overrides it."""
-    return Path(os.environ.get("AUDIOTAG_DATA_DIR") or Path(__file__).resolve().parents[1] / "data")
 
 
 class LabelsError(ValueError):

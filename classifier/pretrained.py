@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from audiotag_data import data_dir
 from classifier.clipset import EMBEDDING_SIZE, MAX_FRAMES, pad_clips
-from classifier.labels import data_dir
 from classifier.lite import LiteHead, check_engine
 from safeio.artifacts import BrokenFileError, read_npz
 
@@ -236,7 +236,7 @@ class Head:
     def subset(self, members: Sequence[int], name: str) -> Head:
         """A head of some of this head's members (indices into ``member_configs``), e.g. a faster one; the
         combine rule, frame members, timeline and event rules are kept (event thresholds were chosen for
-        the whole head: refit them with benchmarks/fit_postprocessing.py)."""
+        the whole head: refit them with research/fit_postprocessing.py)."""
         if not members or not all(0 <= i < len(self.member_configs) for i in members):
             raise ValueError(f"member indices must be in 0..{len(self.member_configs) - 1}, "
                              f"got {list(members)}")

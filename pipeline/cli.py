@@ -18,6 +18,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pipeline.info import package_version
 from safeio.oserrors import describe_os_error, is_environment_error
 
 logger = logging.getLogger("audiotag")
@@ -401,6 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="AudioSet labels and VGGish embeddings for audio files.",
         epilog="Exit status: 0 ok, 1 error, 2 usage error, 3 some input files failed, 130 interrupted.",
     )
+    parser.add_argument("--version", action="version", version=f"audiotag {package_version()}")
     from pipeline.training import (
         add_engine_argument,
         add_evaluate_arguments,

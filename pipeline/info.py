@@ -24,7 +24,7 @@ STATUS_TEXT = {
     "verified-release": "the released VGGish checkpoint (size and sha256 verified)",
     "synthetic": "SYNTHETIC weights for tests only — not the released model; labels are meaningless",
     "unverified": "a checkpoint that is not the verified release (size or sha256 differ)",
-    "missing": "missing — run `audiotag download-models`",
+    "missing": "not found — run `audiotag download-models`",
 }
 
 
@@ -35,9 +35,14 @@ def _version(package: str) -> str | None:
         return None
 
 
+def package_version() -> str:
+    """audiotag's version, as installed (pyproject.toml holds the one copy of it)."""
+    return _version("audiotag") or "unknown (not installed: run pip install from the clone)"
+
+
 def collect_info(explicit_checkpoint: str | os.PathLike[str] | None = None) -> dict[str, object]:
     """Everything `audiotag info` prints, as a dict (no download is attempted)."""
-    from classifier.labels import data_dir as classifier_data_dir
+    from audiotag_data import data_dir
     from classifier.pretrained import available_heads, heads_dir
     from safeio.cache import cache_dir
     from vggish.checkpoint import checkpoint_status
@@ -47,7 +52,6 @@ def collect_info(explicit_checkpoint: str | os.PathLike[str] | None = None) -> d
         default_checkpoint_path,
         resolve_checkpoint,
     )
-    from vggish.resources import data_dir as vggish_data_dir
 
     try:
         checkpoint: Path | None = resolve_checkpoint(explicit_checkpoint, download=False, progress=False)
@@ -58,8 +62,7 @@ def collect_info(explicit_checkpoint: str | os.PathLike[str] | None = None) -> d
     return {
         "versions": {name: v for name in PACKAGES if (v := _version(name)) is not None},
         "python": f"{platform.python_version()} ({platform.platform()})",
-        "data_dir": str(vggish_data_dir()),
-        "classifier_data_dir": str(classifier_data_dir()),
+        "data_dir": str(data_dir()),
         "cache_dir": str(cache_dir()),
         "checkpoint_env": os.environ.get(ENV_CHECKPOINT) or "(not set)",
         "checkpoint": str(checkpoint if checkpoint is not None else default_checkpoint_path()),
@@ -76,7 +79,6 @@ def format_info(info: dict[str, object]) -> str:
     status = str(info["checkpoint_status"])
     lines += [
         f"data dir:              {info['data_dir']}",
-        f"classifier data dir:   {info['classifier_data_dir']}",
         f"cache dir:             {info['cache_dir']}",
         f"AUDIOTAG_VGGISH_CHECKPOINT: {info['checkpoint_env']}",
         f"VGGish checkpoint:     {info['checkpoint']}",

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from audiotag_data import data_dir
 from classifier.labels import (
     ClassLabels,
     LabelsError,
-    data_dir,
     load_class_labels,
     load_ontology,
     parse_segments_csv,

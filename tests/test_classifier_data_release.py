@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from classifier.labels import data_dir, load_class_labels, load_ontology, parse_segments_csv
+from audiotag_data import data_dir
+from classifier.labels import load_class_labels, load_ontology, parse_segments_csv
 from classifier.readers import audioset_dataset, load_clipset, tfrecord_files
 from classifier.writers import pack_features
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from audiotag_data import data_dir
 from vggish import params
 from vggish.errors import PCAParamsError
 from vggish.hashing import sha256_file
-from vggish.resources import data_dir
 
 logger = logging.getLogger(__name__)
 
