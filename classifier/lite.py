@@ -8,7 +8,7 @@ ENGINES:
 - ``"lite-int8"``: that flatbuffer with dynamic-range quantization: weights int8 per output channel,
   activations quantized row by row at run time for the int8 matrix kernels. On the shipped head clip
   probabilities move by at most 0.005 and held-out / eval mAP are unchanged to four decimals
-  (README, "Prediction engines"); it is the fastest (``benchmarks/bench_classifier.py --engines``).
+  (documentation: "Prediction engines"); it is the fastest (``benchmarks/bench_classifier.py --engines``).
 
 The flatbuffer has fixed shapes, x float32 [LITE_BATCH, 10, 128] (uint8 embedding values) and mask float32
 [LITE_BATCH, 10], and two signatures: ``clips`` (probabilities [LITE_BATCH, C]; "serving_default" when it is

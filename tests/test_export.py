@@ -22,7 +22,7 @@ from pipeline.tagger import window_starts as tagger_window_starts
 # TF 2.21 warns that tf.lite.Interpreter will move to the ai_edge_litert package; it is still TF's own.
 pytestmark = pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated:UserWarning")
 
-TOLERANCE_RAW = 1e-4  # issue 12, item 6
+TOLERANCE_RAW = 1e-4  # raw embeddings, SavedModel against the Tagger
 TOLERANCE_SCORES = 2e-3
 TOLERANCE_TFLITE = 1e-3
 MAX_LEVEL_CHANGES = 0.001  # postprocessed embeddings: at most 0.1 % of values off, by one level

@@ -128,8 +128,8 @@ def test_extract_beam_extract_and_train_refuse_a_busy_folder_before_loading_anyt
 def test_concurrent_extract_runs_on_one_folder_lose_nothing(
     synthetic_checkpoint: Path, tmp_path: Path, capsys
 ) -> None:
-    """Issue 9, case 1: two hdf5 runs into one folder used to exit 0 with clips missing. Now the first holds
-    the folder, a second one without --wait is refused naming it, one with --wait finds the work done."""
+    """Two hdf5 runs into one folder: the first holds the folder, a second one without --wait is refused
+    naming it, one with --wait finds the work done (no run exits 0 with clips missing)."""
     clip_ids = write_tones(tmp_path / "in", 6)
     out = tmp_path / "out"
     args = ["--vggish-checkpoint", str(synthetic_checkpoint), "extract", str(tmp_path / "in"), "-o", str(out),

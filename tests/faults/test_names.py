@@ -57,8 +57,8 @@ def _tree(root: Path) -> None:
 def test_odd_names_are_embedded_reported_and_recognised_by_a_rerun(
     fmt: str, synthetic_checkpoint: Path, tmp_path: Path, capsys
 ) -> None:
-    """Issue 9, case 2: one non-UTF-8 name stopped every run (UnicodeEncodeError writing errors.tsv), and a
-    failed name with a newline broke errors.tsv in two so that reruns appended duplicates."""
+    """A non-UTF-8 name does not stop the run (errors.tsv is written with escapes), and a failed name with a
+    newline stays one errors.tsv record, so that reruns recognise it instead of appending duplicates."""
     root = tmp_path / "in"
     _tree(root)
     out = tmp_path / "out"

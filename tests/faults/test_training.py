@@ -47,8 +47,7 @@ def _labels(tmp_path: Path, rows: list[str]) -> Path:
 
 @pytest.mark.slow
 def test_one_class_trains_and_reports_what_cannot_be_computed(features: Path, tmp_path: Path, capsys) -> None:
-    """Issue 9, case 4: the run died in its report plot (`Data cannot be log-scaled`), without its summary,
-    and so did every rerun."""
+    """One class: the report plot cannot be log-scaled, yet the run and its rerun finish with a summary."""
     labels = _labels(tmp_path, [f"c{i}.wav,Dog" for i in range(12)])
     args = ["train", str(features), "--labels", str(labels), "-o", str(tmp_path / "run"), *TINY]
     for _ in range(2):  # the run, then a rerun of the finished run
@@ -116,7 +115,7 @@ def _broken_heads(folder: Path, good: bytes) -> dict[str, tuple[Path, str]]:
 
 
 def test_broken_head_files_are_one_line_naming_the_file(features: Path, tmp_path: Path, capsys) -> None:
-    """Issue 9, case 5 (heads): BadZipFile / EOFError without a path; a text file was called "pickled"."""
+    """Broken head files are one line naming the file (not BadZipFile / EOFError), each kind by its name."""
     from classifier.pretrained import heads_dir
 
     good = (heads_dir() / "audioset.npz").read_bytes()[:200_000]  # enough for a truncated copy
@@ -132,7 +131,7 @@ def test_broken_head_files_are_one_line_naming_the_file(features: Path, tmp_path
 
 @pytest.mark.slow
 def test_broken_training_checkpoint_is_one_line_naming_it(features: Path, tmp_path: Path, capsys) -> None:
-    """Issue 9, case 5 (checkpoint.npz): a truncated one gave `internal error: BadZipFile`."""
+    """A truncated checkpoint.npz is a one-line error naming it, not an internal BadZipFile error."""
     labels = _labels(tmp_path, [f"c{i}.wav,{'a' if i % 2 else 'b'}" for i in range(12)])
     run = tmp_path / "run"
     args = ["train", str(features), "--labels", str(labels), "-o", str(run), *TINY]
