@@ -14,10 +14,11 @@ classifier.strong for the definitions):
 - segment-based F1 at 1 s (micro, macro) of the events (classifier.events with the head's rules) and of
   events at a fixed 0.5.
 Frame t of a release clip is the patch starting at t * --frame-hop seconds: 1 s by default, the release's
-frame rate (classifier.strong.RELEASE_FRAME_HOP); --frame-hop 0.96 reproduces the figures measured before
-that was known (issue 15's). ``--search`` also prints grids over the calibration exponent gamma, the
-attention exponent (ATTENTION_EXPONENTS) and the event rules (the post-processing parameters are chosen
-from them on the dev half; network weights are never trained on strong labels).
+frame rate (classifier.strong.RELEASE_FRAME_HOP); --frame-hop 0.96 scores on a 0.96-s grid instead (the
+spacing of our own extraction's patches, which the release's frames do not follow). ``--search`` also
+prints grids over the calibration exponent gamma, the attention exponent (ATTENTION_EXPONENTS) and the
+event rules (the post-processing parameters are chosen from them on the dev half; network weights are
+never trained on strong labels).
 """
 
 from __future__ import annotations

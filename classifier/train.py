@@ -68,7 +68,7 @@ class TrainConfig:
     folds, fold: with ``folds`` >= 2 the held-out part is fold ``fold`` (0-based) of a label-stratified
         ``folds``-fold split (:func:`classifier.sampling.kfold_split`, seeded by ``holdout_seed``) instead
         of ``holdout_fraction``; k runs with folds 0..k-1 score every clip once, out of fold (k-fold
-        cross-validation, ``benchmarks/select_ensemble.py --folds``). 0: no k-fold split.
+        cross-validation, ``research/select_ensemble.py --folds``). 0: no k-fold split.
     snapshots: number of consecutive evaluation-point snapshots whose predictions the head averages
         (chosen by held-out mAP when there is a held-out part).
     lr_schedule: "constant" or "cosine" (decay from learning_rate to 0 over ``iterations``).

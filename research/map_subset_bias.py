@@ -1,6 +1,6 @@
 """How much does the size of the scored set move mAP? The same predictions, scored whole and in parts.
 
-    python benchmarks/map_subset_bias.py [--head NAME|PATH] [--parts 2 5 10] [--eval-cache NPZ]
+    python research/map_subset_bias.py [--head NAME|PATH] [--parts 2 5 10] [--eval-cache NPZ]
 
 Scores the full eval release with a head (lite-int8 engine: its mAP equals numpy's to four decimals) and
 prints the mAP over all 20,371 clips against the mean (and spread) of the mAPs of K label-stratified parts

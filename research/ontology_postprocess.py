@@ -1,7 +1,7 @@
 """Does the AudioSet ontology help as post-processing? Held-out mAP of a head with parent scores raised
 from their descendant classes.
 
-    python benchmarks/ontology_postprocess.py [--head NAME|PATH] [--shared ../shared]
+    python research/ontology_postprocess.py [--head NAME|PATH] [--shared ../shared]
 
 Scores the held-out split of balanced_train (the default `audiotag train` split, never the eval set) and
 prints one JSON line per variant: the plain head, parent = max(parent, w * max descendant) and

@@ -1,7 +1,7 @@
 """Choose a head's event thresholds on balanced_train's held-out split and store them (with the timeline
 parameters) in the head file; report clip-level F1 on eval with the tuned thresholds against a fixed 0.5.
 
-    python benchmarks/fit_postprocessing.py [--head data/heads/audioset.npz] [--gamma G]
+    python research/fit_postprocessing.py [--head data/heads/audioset.npz] [--gamma G]
         [--attention-exponent A] [--offset-ratio R] [--min-duration S] [--merge-gap S] [--write]
         [--cache-dir runs]
 

@@ -1,9 +1,9 @@
 """Post-hoc probes of the shipped head (no training): timeline inputs and formulas, test-time augmentation.
 
-    python benchmarks/posthoc_probes.py timeline [--head PATH] [--eval-cache runs/cache_eval.npz]
-    python benchmarks/posthoc_probes.py contributions [--head PATH] [--eval-cache runs/cache_eval.npz]
-    python benchmarks/posthoc_probes.py tta [--head PATH] [--train-cache runs/clips_bal_train.npz]
-    python benchmarks/posthoc_probes.py decision [--member 1] [--iterations 800] [--variants sigmoid ...]
+    python research/posthoc_probes.py timeline [--head PATH] [--eval-cache runs/cache_eval.npz]
+    python research/posthoc_probes.py contributions [--head PATH] [--eval-cache runs/cache_eval.npz]
+    python research/posthoc_probes.py tta [--head PATH] [--train-cache runs/clips_bal_train.npz]
+    python research/posthoc_probes.py decision [--member 1] [--iterations 800] [--variants sigmoid ...]
         [--train-cache ...] [--eval-cache ...]
 
 ``timeline`` (strong-label dev half, the release's 1-s grid, classifier.strong's metrics; measurement only):

@@ -1,6 +1,6 @@
 """Greedy ensemble selection on the held-out split, then eval mAP of every candidate and every step.
 
-    python benchmarks/select_ensemble.py [RUN_DIR...] [--heads HEAD.npz...] [--baseline HEAD.npz]
+    python research/select_ensemble.py [RUN_DIR...] [--heads HEAD.npz...] [--baseline HEAD.npz]
         [--budget-mb 25] [--max-members N] [--combine both] [--starts N] [--cache DIR] [--folds K]
 
 Each RUN_DIR is an `audiotag train` folder on AudioSet balanced_train (default held-out split). Every run
@@ -25,7 +25,7 @@ compared by a paired bootstrap over all clips and over one fold alone, and by th
 (training noise included), which says how small a difference the choice resolves. Selection uses the pooled
 out-of-fold mAP: AP is biased upward on small sets (few positives per class), so a fold's mAP, like the
 2,216-clip held-out split's, runs well above the mAP of the same scores over all clips
-(benchmarks/map_subset_bias.py); the pooled figure is the one comparable to eval's. The pooled mAP of
+(research/map_subset_bias.py); the pooled figure is the one comparable to eval's. The pooled mAP of
 within-fold percentile ranks is printed too: it removes the fold models' score scales, and lies within 0.002
 of the pooled mAP here. --heads and --baseline need the default split and are refused with --folds.
 Eval mAP is printed for every candidate and step but never used to choose. This is how

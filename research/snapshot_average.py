@@ -1,6 +1,6 @@
 """Many-snapshot averaging inside one training run: prediction averaging against weight averaging.
 
-    python benchmarks/snapshot_average.py RUN_DIR [--windows 1 2 3 5 8] [--cache DIR]
+    python research/snapshot_average.py RUN_DIR [--windows 1 2 3 5 8] [--cache DIR]
 
 RUN_DIR is an `audiotag train` folder on AudioSet balanced_train (default held-out split). For each window
 size k, the k consecutive evaluation-point snapshots chosen on held-out (classifier.train.select_snapshots)
