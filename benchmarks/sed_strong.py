@@ -29,20 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-from classifier import load_head, load_pretrained
+from classifier import load_head, load_pretrained, strong
 from classifier.events import PATCH_SECONDS, EventRules, detect_events
 from classifier.labels import load_class_labels
 from classifier.readers import cache_clipset, load_clipset
-from classifier.strong import (
-    RELEASE_FRAME_HOP,
-    frame_map,
-    frame_targets,
-    localization_ap,
-    match_release,
-    read_strong_labels,
-    segment_activity,
-    segment_f1,
-)
 from classifier.timeline import TimelineParams, calibrate_frames
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,8 +44,9 @@ def _events_f1(frames, clips_len, refs, rules, mids, hop):
     estimated = []
     for f, n in zip(frames, clips_len, strict=True):
         events = detect_events(f, np.arange(n) * hop, rules, mids, mids, hop, PATCH_SECONDS, duration=n * hop)
-        estimated.append(segment_activity([(e.start, e.end, e.index) for e in events], len(mids), n * hop))
-    return segment_f1(refs, estimated)
+        activity = [(e.start, e.end, e.index) for e in events]
+        estimated.append(strong.segment_activity(activity, len(mids), n * hop))
+    return strong.segment_f1(refs, estimated)
 
 
 def main() -> None:
@@ -70,14 +61,14 @@ def main() -> None:
                         help="calibration exponent (default: the head's)")
     parser.add_argument("--attention-exponent", type=float, default=None,
                         help="attention weighting of the raw frame scores (default: the head's)")
-    parser.add_argument("--frame-hop", type=float, default=RELEASE_FRAME_HOP,
+    parser.add_argument("--frame-hop", type=float, default=strong.RELEASE_FRAME_HOP,
                         help="seconds between a release clip's frames (default: %(default)s, the release's)")
     parser.add_argument("--search", action="store_true", help="also print the post-processing grid")
     args = parser.parse_args()
 
     t0 = time.time()
     clipset = cache_clipset(args.eval, args.eval_cache) if args.eval_cache else load_clipset(args.eval)
-    strong = read_strong_labels(args.strong)
+    strong_labels = strong.read_strong_labels(args.strong)
     head = load_head(args.head) if args.head else load_pretrained()
     if args.frame_head:
         head = head.with_frame_members(load_head(args.frame_head))
@@ -90,11 +81,11 @@ def main() -> None:
     labels = load_class_labels()
     if head.class_names != labels.names:
         raise SystemExit("the head's classes are not AudioSet's 527")
-    matched = match_release(clipset, strong, labels.mids)
+    matched = strong.match_release(clipset, strong_labels, labels.mids)
     segments, clips, mids, columns, column_of = (matched.segments, matched.clips, matched.mids,
                                                  matched.columns, matched.column_of)
     lengths = [len(c) for c in clips]
-    print(f"{len(segments)} of {len(strong)} strong-label segments found in the eval release; "
+    print(f"{len(segments)} of {len(strong_labels)} strong-label segments found in the eval release; "
           f"{len(mids)} classes; {sum(lengths)} patches")
 
     clip_probs, calibrated = head.predict_timeline(clips)
@@ -103,26 +94,26 @@ def main() -> None:
     calibrated = [f[:, columns] for f in calibrated]
     raw = [f[:, columns] for f in raw]
     hop = args.frame_hop
-    targets = [frame_targets(strong[s], n, column_of, hop=hop)
+    targets = [strong.frame_targets(strong_labels[s], n, column_of, hop=hop)
                for s, n in zip(segments, lengths, strict=True)]
     broadcast = [np.repeat(p[None], n, axis=0) for p, n in zip(clip_probs, lengths, strict=True)]
-    refs = [segment_activity([(a, b, column_of[m]) for a, b, m in strong[s] if m in column_of], len(mids),
-                             n * hop) for s, n in zip(segments, lengths, strict=True)]
+    refs = [strong.segment_activity([(a, b, column_of[m]) for a, b, m in strong_labels[s] if m in column_of],
+                                    len(mids), n * hop) for s, n in zip(segments, lengths, strict=True)]
     print(f"(predictions in {time.time() - t0:.0f} s; gamma = {head.timeline.gamma}; attention exponent = "
           f"{head.timeline.attention_exponent}; frame hop {hop} s)\n")
 
-    base = frame_map(targets, broadcast)
-    loc_raw = localization_ap(targets, raw)
-    loc_cal = localization_ap(targets, calibrated)
+    base = strong.frame_map(targets, broadcast)
+    loc_raw = strong.localization_ap(targets, raw)
+    loc_cal = strong.localization_ap(targets, calibrated)
     rules = EventRules.from_head(head)
     rules = EventRules(rules.onset[columns], rules.offset[columns], rules.min_duration, rules.merge_gap)
     tuned = _events_f1(calibrated, lengths, refs, rules, mids, hop)
     half = _events_f1(calibrated, lengths, refs, EventRules.uniform(len(mids)), mids, hop)
     print("| measure | value |\n|---|---|")
     print(f"| frame mAP, clip-score broadcast | {base:.4f} |")
-    print(f"| frame mAP, raw frame scores | {frame_map(targets, raw):.4f} |")
-    print(f"| frame mAP, calibrated timeline | {frame_map(targets, calibrated):.4f} "
-          f"({frame_map(targets, calibrated) - base:+.4f}) |")
+    print(f"| frame mAP, raw frame scores | {strong.frame_map(targets, raw):.4f} |")
+    print(f"| frame mAP, calibrated timeline | {strong.frame_map(targets, calibrated):.4f} "
+          f"({strong.frame_map(targets, calibrated) - base:+.4f}) |")
     print(f"| localization AP, raw / calibrated (chance) | {loc_raw.ap:.4f} / {loc_cal.ap:.4f} "
           f"({loc_cal.chance:.4f}, {loc_cal.ap - loc_cal.chance:+.4f}; {loc_cal.pairs} pairs) |")
     print(f"| segment F1 (1 s), head's event rules: micro / macro | {tuned.micro:.4f} / {tuned.macro:.4f} |")
@@ -133,19 +124,19 @@ def main() -> None:
         for gamma in (0.0, 0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0):
             params = TimelineParams(gamma, head.timeline.attention_exponent)
             frames = [calibrate_frames(p, f, params) for p, f in zip(clip_probs, raw, strict=True)]
-            print(f"  {gamma:5.2f}  {frame_map(targets, frames):.4f}")
+            print(f"  {gamma:5.2f}  {strong.frame_map(targets, frames):.4f}")
         print("\nattention exponent a, gamma: localization AP of the raw scores; frame mAP / localization AP "
               "of the calibrated timeline")
         shipped = head.timeline
         for exponent in ATTENTION_EXPONENTS:
             head.timeline = TimelineParams(shipped.gamma, exponent)
             scores = [f[:, columns] for f in head.predict_frames_raw(clips)]
-            line = f"  a {exponent:4.2f}: raw {localization_ap(targets, scores).ap:.4f};"
+            line = f"  a {exponent:4.2f}: raw {strong.localization_ap(targets, scores).ap:.4f};"
             for gamma in (0.2, 0.25, 0.3):
                 params = TimelineParams(gamma)
                 frames = [calibrate_frames(p, f, params) for p, f in zip(clip_probs, scores, strict=True)]
-                calibrated_ap = localization_ap(targets, frames).ap
-                line += f"  gamma {gamma}: {frame_map(targets, frames):.4f} / {calibrated_ap:.4f}"
+                calibrated_ap = strong.localization_ap(targets, frames).ap
+                line += f"  gamma {gamma}: {strong.frame_map(targets, frames):.4f} / {calibrated_ap:.4f}"
             print(line, flush=True)
         head.timeline = shipped
         print("\nevent rules on the calibrated timeline (head's onsets): offset ratio, min duration, "
