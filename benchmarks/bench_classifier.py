@@ -82,7 +82,7 @@ def keras_predictor(models: list, combine: str, batch_size: int = 1024):
     """Clip probabilities of Keras members combined by ``combine``, one traced function per member."""
     import tensorflow as tf
 
-    from classifier.pretrained import combine_probabilities
+    from classifier.head_file import combine_probabilities
 
     fns = [tf.function(lambda x, m, model=model: model({"x": x, "mask": m}, training=False),
                        reduce_retracing=True) for model in models]

@@ -1,29 +1,13 @@
 """Trained classifier heads: the shipped AudioSet head (``load_pretrained``) and user heads (``load_head``).
 
-A head file is one ``.npz`` (loaded with ``allow_pickle=False``) holding
-  ``config``     a JSON string: {"format": "audiotag-head-v1", "name", "class_names", "members": [model
-                 configs for :func:`classifier.models.build_model`], "combine": one of COMBINE_RULES
-                 (absent means "mean_probability"), "info": {free-form provenance}};
-  ``m{i}/{j}``   member i's j-th weight array, in ``model.weights`` order (float32, float16, or for
-                 "int8" heads: matrices as int8 with ``m{i}/{j}/scale`` float32 [columns], so that
-                 w = q * scale, and vectors as float16).
-A head with several members (an ensemble, or snapshots of one run) averages their probabilities
-("mean_probability") or their log-odds ("mean_logit": sigmoid of the mean logit of the clipped probabilities).
-Optional entries (heads without them still load; see data/heads/MODEL_CARD.md):
-  config ``"frame_members"``  model configs of decision-level models used ONLY for the timeline (their
-                 frame probabilities localize classes inside a clip; clip scores never use them), weights
-                 ``f{i}/{j}`` stored like ``m{i}/{j}``;
-  config ``"frame_shared"``  {frame member index (str): clip member index} for frame members whose
-                 weights equal a clip member's: those are stored once, as ``m{i}/{j}``, with no ``f{i}/*``;
-  config ``"timeline"``   :class:`classifier.timeline.TimelineParams` of the calibrated timeline;
-  config ``"events"``     :class:`classifier.events.EventRules` (per-class onset/offset thresholds).
+A head is stored as one ``.npz`` head file, whose layout, reading and writing live in
+:mod:`classifier.head_file`; :class:`Head` predicts with its members (numpy, or TF-Lite via
+:mod:`classifier.lite`).
 """
 
 from __future__ import annotations
 
 import copy
-import json
-import logging
 import os
 from collections.abc import Sequence
 from functools import partial
@@ -33,23 +17,10 @@ import numpy as np
 
 from audiotag_data import data_dir
 from classifier.clipset import EMBEDDING_SIZE, MAX_FRAMES, pad_clips
+from classifier.head_file import HeadError, check_rule, combine_probabilities, read_head, save_head
 from classifier.lite import LiteHead, check_engine
-from safeio.artifacts import BrokenFileError, read_npz
 
-logger = logging.getLogger(__name__)
-
-HEAD_FORMAT = "audiotag-head-v1"
 DEFAULT_HEAD = "audioset"
-WEIGHT_DTYPES = ("float32", "float16", "int8")
-COMBINE_RULES = ("mean_probability", "mean_logit")
-LOGIT_EPS = 1e-7  # probabilities are clipped to [eps, 1 - eps] before taking log-odds
-
-
-_HEAD_REMEDY = "pass a head.npz written by `audiotag train` (or train one again)"
-
-
-class HeadError(ValueError):
-    """A head file is missing, unreadable or inconsistent; the message names the file."""
 
 
 def heads_dir() -> Path:
@@ -70,7 +41,7 @@ class Head:
     ``Head(members, member_configs, ...)`` takes Keras models (training, :func:`build_model`) and copies
     their weights; :meth:`from_weights` (used by :func:`load_head` and :func:`combine_heads`) takes the
     weights directly and never imports TensorFlow. ``class_names`` gives the C output classes in order;
-    ``combine`` (one of COMBINE_RULES) says how the members' probabilities are averaged.
+    ``combine`` (one of classifier.head_file.COMBINE_RULES) says how the members' probabilities are averaged.
     """
 
     def __init__(self, members: Sequence, member_configs: Sequence[dict], class_names: Sequence[str],
@@ -118,7 +89,7 @@ class Head:
 
         if not member_configs or len(member_weights) != len(member_configs):
             raise ValueError("a head needs at least one member and one config per member")
-        self.combine = _checked_rule(combine)
+        self.combine = check_rule(combine)
         self.member_configs = [dict(c) for c in member_configs]
         self.member_weights = [[np.asarray(w, np.float32) for w in ws] for ws in member_weights]
         self.class_names = list(class_names)
@@ -266,118 +237,12 @@ class Head:
                                  ).with_engine(self.engine, threads=self.engine_threads)
 
     def save(self, path: str | os.PathLike[str], dtype: str = "float32") -> Path:
-        """Write the head atomically as one .npz (weights stored as ``dtype``: one of WEIGHT_DTYPES)."""
+        """Write the head atomically as one .npz (weights stored as ``dtype``: one of
+        classifier.head_file.WEIGHT_DTYPES)."""
         return save_head(path, self.member_configs, self.member_weights, self.class_names, self.name,
                          self.info, dtype, self.combine, frame_member_configs=self.frame_member_configs,
                          frame_member_weights=self.frame_member_weights, timeline=self.timeline.to_config(),
                          event_rules=self.event_rules)
-
-
-def combine_probabilities(probs: Sequence[np.ndarray], rule: str = "mean_probability") -> np.ndarray:
-    """Members' probabilities (each float32 [..., C], same shape) -> one float32 array by ``rule``."""
-    stacked = np.stack([np.asarray(p, np.float32) for p in probs])
-    if _checked_rule(rule) == "mean_probability":
-        return stacked.mean(axis=0, dtype=np.float32)
-    return from_log_odds(log_odds(stacked.astype(np.float64)).mean(axis=0)).astype(np.float32)
-
-
-def log_odds(p: np.ndarray) -> np.ndarray:
-    """log(p / (1 - p)) of probabilities clipped to [LOGIT_EPS, 1 - LOGIT_EPS], in p's float dtype (the
-    mean_logit rule's transform)."""
-    p = np.clip(p, LOGIT_EPS, 1 - LOGIT_EPS)
-    return np.log(p) - np.log1p(-p)
-
-
-def from_log_odds(z: np.ndarray) -> np.ndarray:
-    """The logistic function 1 / (1 + exp(-z)), inverse of :func:`log_odds`, in z's float dtype."""
-    with np.errstate(over="ignore"):
-        return 1 / (1 + np.exp(-z))
-
-
-def _checked_rule(rule: str) -> str:
-    """``rule`` if it is one of COMBINE_RULES; ValueError otherwise."""
-    if rule not in COMBINE_RULES:
-        raise ValueError(f"combine rule must be one of {COMBINE_RULES}, got {rule!r}")
-    return rule
-
-
-def save_head(path: str | os.PathLike[str], member_configs: Sequence[dict],
-              member_weights: Sequence[Sequence[np.ndarray]], class_names: Sequence[str], name: str,
-              info: dict | None = None, dtype: str = "float32", combine: str = "mean_probability", *,
-              frame_member_configs: Sequence[dict] = (),
-              frame_member_weights: Sequence[Sequence[np.ndarray]] = (), timeline: dict | None = None,
-              event_rules: dict | None = None) -> Path:
-    """Write a head file from model configs and weight lists (``model.weights`` order) atomically.
-
-    ``dtype`` "int8" quantizes every matrix per output column (symmetric, 127 levels: a quarter of the
-    float32 size) and keeps vectors (biases, batch-norm statistics) as float16. The optional frame members
-    (timeline only), timeline parameters and event rules are described in the module docstring.
-    """
-    from classifier.train import save_npz_atomic
-
-    if dtype not in WEIGHT_DTYPES:
-        raise ValueError(f"dtype must be one of {WEIGHT_DTYPES}, got {dtype!r}")
-    config = {"format": HEAD_FORMAT, "name": name, "class_names": list(class_names),
-              "members": [dict(c) for c in member_configs], "combine": _checked_rule(combine),
-              "info": dict(info or {})}
-    if frame_member_configs:
-        config["frame_members"] = [dict(c) for c in frame_member_configs]
-    shared = _shared_frame_members(member_configs, member_weights, frame_member_configs, frame_member_weights)
-    if shared:
-        config["frame_shared"] = {str(f): m for f, m in shared.items()}
-    if timeline:
-        config["timeline"] = dict(timeline)
-    if event_rules:
-        config["events"] = dict(event_rules)
-    arrays = {"config": np.array(json.dumps(config))}
-    for prefix, member_list in (("m", member_weights), ("f", frame_member_weights)):
-        for i, weights in enumerate(member_list):
-            if prefix == "f" and i in shared:
-                continue
-            for j, w in enumerate(weights):
-                key = f"{prefix}{i}/{j}"
-                w = np.asarray(w, dtype=np.float32)
-                if dtype != "int8":
-                    arrays[key] = w.astype(dtype)
-                elif w.ndim == 2:
-                    arrays[key], arrays[f"{key}/scale"] = quantize_columns(w)
-                else:
-                    arrays[key] = w.astype(np.float16)
-    path = Path(path)
-    save_npz_atomic(path, arrays)
-    return path
-
-
-def _shared_frame_members(member_configs: Sequence[dict], member_weights: Sequence[Sequence[np.ndarray]],
-                          frame_member_configs: Sequence[dict],
-                          frame_member_weights: Sequence[Sequence[np.ndarray]]) -> dict[int, int]:
-    """{frame member index: clip member index} for frame members with a clip member's config and weights."""
-    def same(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> bool:  # array_equal is False on shapes
-        return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
-
-    shared = {}
-    for f, (f_config, f_weights) in enumerate(zip(frame_member_configs, frame_member_weights, strict=True)):
-        for m, (m_config, m_weights) in enumerate(zip(member_configs, member_weights, strict=True)):
-            if dict(f_config) == dict(m_config) and same(f_weights, m_weights):
-                shared[f] = m
-                break
-    return shared
-
-
-def quantize_columns(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Matrix float32 [rows, cols] -> (int8 [rows, cols], scale float32 [cols]) with w ~ q * scale."""
-    scale = np.abs(w).max(axis=0) / 127.0
-    scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
-    return np.clip(np.rint(w / scale), -127, 127).astype(np.int8), scale
-
-
-def _stored_weight(arrays: dict[str, np.ndarray], key: str) -> np.ndarray | None:
-    """Weight ``key`` as float32 (dequantized when it has a scale), or None when absent."""
-    w = arrays.get(key)
-    if w is None:
-        return None
-    scale = arrays.get(f"{key}/scale")  # float32 [columns], written by quantize_columns
-    return w.astype(np.float32) if scale is None else np.multiply(w, scale, dtype=np.float32)
 
 
 def combine_heads(heads: Sequence[Head], name: str, info: dict | None = None,
@@ -399,104 +264,18 @@ def combine_heads(heads: Sequence[Head], name: str, info: dict | None = None,
 
 
 def load_head(path: str | os.PathLike[str], engine: str = "numpy") -> Head:
-    """Load a head file written by :func:`save_head` / :meth:`Head.save` / training (no TensorFlow),
-    predicting with `engine` (:meth:`Head.with_engine`)."""
-    from classifier.inference import weight_layout
-
-    path = Path(path)
-    if not path.is_file():
-        raise HeadError(f"{path}: head file not found")
+    """Load a head file written by :func:`classifier.head_file.save_head` / :meth:`Head.save` / training (no
+    TensorFlow), predicting with `engine` (:meth:`Head.with_engine`); HeadError when it is not usable."""
+    stored = read_head(path)
     try:
-        arrays = read_npz(path)
-    except BrokenFileError as exc:
-        raise HeadError(f"{exc}; not a usable head file: {_HEAD_REMEDY}") from None
-    except OSError as exc:
-        raise HeadError(f"{path}: cannot read the head file ({exc.strerror or exc})") from exc
-    try:
-        config = json.loads(str(arrays.pop("config")))
-    except (ValueError, KeyError) as exc:
-        raise HeadError(f"{path}: an .npz archive but not a head file (no valid `config`): "
-                        f"{_HEAD_REMEDY}") from exc
-    if not isinstance(config, dict):
-        raise HeadError(f"{path}: an .npz archive but not a head file: {_HEAD_REMEDY}")
-    if config.get("format") != HEAD_FORMAT:
-        raise HeadError(f"{path}: unknown head format {config.get('format')!r} (expected {HEAD_FORMAT})")
-    member_weights = [_member_weights(path, arrays, f"m{i}", member, weight_layout)
-                      for i, member in enumerate(config["members"])]
-    frame_configs = config.get("frame_members", [])
-    frame_shared = _frame_shared(path, config, len(member_weights))
-    frame_weights = [member_weights[frame_shared[i]] if i in frame_shared
-                     else _member_weights(path, arrays, f"f{i}", member, weight_layout)
-                     for i, member in enumerate(frame_configs)]
-    if not member_weights:
-        raise HeadError(f"{path}: head has no members")
-    combine = config.get("combine", "mean_probability")
-    if combine not in COMBINE_RULES:
-        raise HeadError(f"{path}: unknown combine rule {combine!r} (expected one of {COMBINE_RULES})")
-    logger.info("loaded head %r (%d member(s), %d classes) from %s",
-                config["name"], len(member_weights), len(config["class_names"]), path)
-    try:
-        head = Head.from_weights(config["members"], member_weights, config["class_names"], config["name"],
-                                 config.get("info"), combine, frame_member_configs=frame_configs,
-                                 frame_member_weights=frame_weights, timeline=config.get("timeline"),
-                                 event_rules=config.get("events"))
+        head = Head.from_weights(stored.member_configs, stored.member_weights, stored.class_names,
+                                 stored.name, stored.info, stored.combine,
+                                 frame_member_configs=stored.frame_member_configs,
+                                 frame_member_weights=stored.frame_member_weights, timeline=stored.timeline,
+                                 event_rules=stored.event_rules)
     except (TypeError, ValueError) as exc:
-        raise HeadError(f"{path}: bad timeline settings ({exc})") from exc
+        raise HeadError(f"{Path(path)}: bad timeline settings ({exc})") from exc
     return head if engine == "numpy" else head.with_engine(engine)
-
-
-def _frame_shared(path: Path, config: dict, num_members: int) -> dict[int, int]:
-    """The config's ``"frame_shared"`` as {frame member index: clip member index}; HeadError if bad."""
-    raw = config.get("frame_shared", {})
-    num_frame = len(config.get("frame_members", []))
-    try:
-        shared = {int(f): int(m) for f, m in raw.items()}
-    except (AttributeError, TypeError, ValueError):
-        shared = None
-    if shared is None or not all(0 <= f < num_frame and 0 <= m < num_members for f, m in shared.items()):
-        raise HeadError(f"{path}: bad `frame_shared` {raw!r} (frame members {num_frame}, members "
-                        f"{num_members}): {_HEAD_REMEDY}")
-    for f, m in shared.items():
-        if config["frame_members"][f] != config["members"][m]:
-            raise HeadError(f"{path}: frame member f{f} is stored as member m{m} but their configs differ: "
-                            f"{_HEAD_REMEDY}")
-    return shared
-
-
-def _member_weights(path: Path, arrays: dict[str, np.ndarray], prefix: str, member: dict,
-                    weight_layout) -> list[np.ndarray]:
-    """Stored weights of member ``prefix`` ("m3", "f0") checked against its config; HeadError if bad."""
-    try:
-        layout = weight_layout(**member)
-    except (TypeError, ValueError) as exc:
-        raise HeadError(f"{path}: member {prefix} has a bad model config ({exc})") from exc
-    weights = [_stored_weight(arrays, f"{prefix}/{j}") for j in range(len(layout))]
-    shapes_ok = all(w is not None and w.shape == shape for w, (_, shape) in zip(weights, layout, strict=True))
-    if not shapes_ok or f"{prefix}/{len(layout)}" in arrays:
-        raise HeadError(f"{path}: member {prefix} weights do not match its {member.get('kind')!r} model")
-    return weights
-
-
-def set_postprocessing(path: str | os.PathLike[str], *, timeline: dict | None = None,
-                       event_rules: dict | None = None) -> Path:
-    """Store timeline parameters and/or event rules in an existing head file, leaving its weights
-    byte-for-byte as they are (rewritten atomically)."""
-    from classifier.train import save_npz_atomic
-
-    path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-        config = json.loads(str(arrays["config"]))
-    except (OSError, ValueError, KeyError) as exc:
-        raise HeadError(f"{path}: not a readable head file ({exc})") from exc
-    if timeline is not None:
-        config["timeline"] = dict(timeline)
-    if event_rules is not None:
-        config["events"] = dict(event_rules)
-    arrays["config"] = np.array(json.dumps(config))
-    save_npz_atomic(path, arrays)
-    return path
 
 
 def load_pretrained(name: str | None = None, engine: str = "numpy") -> Head:

@@ -2,7 +2,8 @@
 
 Rebuilt from what a head file stores, not from live objects: each member is
 classifier.models.build_model(**config) given its float32 weights (``model.weights`` order), and the
-members' probabilities are combined by the head's rule in TF ops, as classifier.pretrained does in numpy.
+members' probabilities are combined by the head's rule in TF ops, as
+classifier.head_file.combine_probabilities does in numpy.
 """
 
 from __future__ import annotations
@@ -14,17 +15,15 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from classifier.head_file import LOGIT_EPS, check_rule
 from classifier.models import DECISION_LEVEL_KINDS, build_model, frame_model
-from classifier.pretrained import COMBINE_RULES, LOGIT_EPS
 
 
 def combine(probs: Sequence[tf.Tensor], rule: str) -> tf.Tensor:
     """Members' probabilities (each float32 [..., C]) -> one float32 tensor: their mean ("mean_probability")
     or the sigmoid of their mean log-odds, probabilities clipped to [1e-7, 1 - 1e-7] ("mean_logit")."""
-    if rule not in COMBINE_RULES:
-        raise ValueError(f"combine rule must be one of {COMBINE_RULES}, got {rule!r}")
     stacked = tf.stack(list(probs))
-    if rule == "mean_probability":
+    if check_rule(rule) == "mean_probability":
         return tf.reduce_mean(stacked, axis=0)
     p = tf.clip_by_value(stacked, LOGIT_EPS, 1.0 - LOGIT_EPS)
     return tf.sigmoid(tf.reduce_mean(tf.math.log(p) - tf.math.log1p(-p), axis=0))

@@ -8,7 +8,7 @@ every ``eval_every`` iterations, and writes into ``out_dir``:
   snapshots/iter_N.npz    model weights at each evaluation point (for selection and snapshot averaging)
   holdout_preds/iter_N.npy  held-out clip probabilities at each evaluation point (float16)
   metrics.csv, curve.png  the training curve
-  head.npz                the selected head (see :mod:`classifier.pretrained`)
+  head.npz                the selected head (see :mod:`classifier.head_file`)
 
 An interrupted run restarted with the same config resumes from ``checkpoint.npz`` and produces the same
 weights as an uninterrupted one (on CPU, with op determinism enabled).
@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from classifier.clipset import ClipSet
+from classifier.head_file import save_head, save_npz_atomic
 from classifier.inference import (
     TRANSFORMER_LAYERS,
     TRANSFORMER_NUM_HEADS,
@@ -181,11 +182,6 @@ def _atomic_write(path: Path, write) -> None:
     """Call ``write(file_object)`` on a temp file beside ``path``, then make it ``path`` atomically."""
     with atomic_output(path) as tmp, open(tmp, "wb") as f:
         write(f)
-
-
-def save_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write ``arrays`` to an uncompressed .npz at ``path`` atomically."""
-    _atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
 def _lr_at(config: TrainConfig, iteration: int) -> float:
@@ -566,8 +562,6 @@ def training_targets(config: TrainConfig, train_set: ClipSet) -> np.ndarray | No
 
 def train_clipset(config: TrainConfig, data: ClipSet) -> Path:
     """Train on in-memory clips (held-out split as configured) and write ``out_dir/head.npz``; returns it."""
-    from classifier.pretrained import save_head
-
     if len(data) == 0 or not data.y.any():
         raise TrainError(f"{config.train_data or 'the training data'}: no clip has a label; nothing to learn "
                          "(check the labels, or that the labels CSV ids match the clips)")

@@ -21,7 +21,7 @@ import numpy as np
 
 from classifier import load_head
 from classifier.events import EventRules
-from classifier.pretrained import set_postprocessing
+from classifier.head_file import set_postprocessing
 from classifier.readers import cache_clipset, load_clipset
 from classifier.thresholds import clip_f1, f1_thresholds
 from classifier.timeline import DEFAULT_GAMMA, TimelineParams

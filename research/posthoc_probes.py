@@ -41,10 +41,10 @@ import numpy as np
 
 from classifier import load_head, load_pretrained
 from classifier.clipset import pad_clips
+from classifier.head_file import combine_probabilities, from_log_odds, log_odds
 from classifier.inference import Member
 from classifier.labels import load_class_labels
 from classifier.metrics import compute_metrics
-from classifier.pretrained import combine_probabilities, from_log_odds, log_odds
 from classifier.readers import cache_clipset, load_clipset
 from classifier.strong import (
     RELEASE_FRAME_HOP,

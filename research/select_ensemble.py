@@ -47,7 +47,8 @@ import numpy as np
 def single_snapshot_head(run: Path, head, out: Path):
     """The run's best single evaluation-point snapshot (`head` is the run's head.npz) as a Head, saved to
     `out`."""
-    from classifier.pretrained import load_head, save_head
+    from classifier.head_file import save_head
+    from classifier.pretrained import load_head
     from classifier.train import load_snapshot
 
     with open(run / "metrics.csv", newline="") as f:
@@ -151,7 +152,7 @@ def compare_best_runs(holdout, candidates: dict, fold_maps: dict, rows: np.ndarr
 
 
 def main() -> None:
-    from classifier.pretrained import COMBINE_RULES
+    from classifier.head_file import COMBINE_RULES
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="*", type=Path)
@@ -174,8 +175,9 @@ def main() -> None:
     if args.folds and (args.heads or args.baseline):
         parser.error("--heads and --baseline were trained on the default split: not with --folds")
 
+    from classifier.head_file import combine_probabilities
     from classifier.metrics import compute_metrics
-    from classifier.pretrained import Head, combine_probabilities, load_head
+    from classifier.pretrained import Head, load_head
     from classifier.readers import cache_clipset, load_clipset
     from classifier.train import TrainConfig, split_holdout
 

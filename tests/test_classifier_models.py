@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from classifier.clipset import pad_clips
+from classifier.head_file import HeadError, save_head
 from classifier.models import DECISION_LEVEL_KINDS, MODEL_KINDS, AttentionPooling, build_model, frame_model
-from classifier.pretrained import Head, HeadError, load_head, save_head
+from classifier.pretrained import Head, load_head
 
 pytestmark = pytest.mark.slow
 
@@ -162,7 +163,7 @@ def test_head_round_trip_and_clip_api(tmp_path):
 
 
 def test_int8_columns_round_trip_within_half_a_step():
-    from classifier.pretrained import quantize_columns
+    from classifier.head_file import quantize_columns
 
     w = np.random.default_rng(0).standard_normal((64, 5)).astype(np.float32)
     w[:, 3] *= 1e-3  # a column of small weights keeps its own precision
@@ -295,7 +296,7 @@ def test_combine_heads_averages_all_members(tmp_path):
 
 
 def test_log_odds_clips_saturated_probabilities_and_inverts():
-    from classifier.pretrained import LOGIT_EPS, from_log_odds, log_odds
+    from classifier.head_file import LOGIT_EPS, from_log_odds, log_odds
 
     p = np.array([0.0, 0.25, 0.5, 0.9, 1.0], np.float32)
     z = log_odds(p)
@@ -308,7 +309,8 @@ def test_log_odds_clips_saturated_probabilities_and_inverts():
 
 
 def test_mean_logit_combination_averages_log_odds_and_survives_saving(tmp_path):
-    from classifier.pretrained import combine_heads, combine_probabilities
+    from classifier.head_file import combine_probabilities
+    from classifier.pretrained import combine_heads
 
     p = np.array([[0.9, 0.5, 1.0]], np.float32)
     q = np.array([[0.5, 0.1, 0.0]], np.float32)

@@ -49,9 +49,9 @@ def head_with_events(
     between the clip's calibrated scores (about its 75th/55th percentiles), so the clip has events."""
     import keras
 
+    from classifier.head_file import save_head
     from classifier.labels import load_class_labels
     from classifier.models import build_model
-    from classifier.pretrained import save_head
 
     keras.utils.set_random_seed(0)
     config = {"kind": "single_attention", "num_classes": 527, "hidden_units": 32, "num_layers": 1,

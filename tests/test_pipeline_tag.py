@@ -27,9 +27,9 @@ def tiny_head(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained single-attention head over the 527 AudioSet classes, saved in classifier's head format."""
     import keras
 
+    from classifier.head_file import save_head
     from classifier.labels import load_class_labels
     from classifier.models import build_model
-    from classifier.pretrained import save_head
 
     keras.utils.set_random_seed(0)
     config = {
