@@ -21,7 +21,7 @@ from classifier.inference import (
     TRANSFORMER_LAYERS,
     TRANSFORMER_NUM_HEADS,
 )
-from classifier.lite import ENGINES
+from pipeline.cli_options import add_engine, add_head, add_labels_csv, add_output_folder, add_wait
 
 
 def features_source(path: str | Path) -> str:
@@ -37,20 +37,11 @@ def features_source(path: str | Path) -> str:
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `audiotag train` (defaults: the reference recipe of classifier.train.TrainConfig)."""
     parser.add_argument("features", metavar="FEATURES", help="training features (see `audiotag train -h`)")
-    parser.add_argument(
-        "-o",
-        "--output",
-        type=Path,
-        required=True,
-        metavar="DIR",
-        help="run folder: checkpoints, metrics.csv, curve.png, head.npz (rerun to resume)",
-    )
-    parser.add_argument(
-        "--labels",
-        type=Path,
-        metavar="CSV",
-        help="labels CSV (id,labels): train on its own label set (any classes) and report on a held-out "
-        "part; without it, FEATURES must carry AudioSet labels",
+    add_output_folder(parser, "run folder: checkpoints, metrics.csv, curve.png, head.npz (rerun to resume)")
+    add_labels_csv(
+        parser,
+        "labels CSV (id,labels): train on its own label set (any classes) and report on a held-out part; "
+        "without it, FEATURES must carry AudioSet labels",
     )
     parser.add_argument(
         "--model",
@@ -138,50 +129,16 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--no-progress", action="store_true")
-    add_wait_argument(parser)
-
-
-def add_wait_argument(parser: argparse.ArgumentParser) -> None:
-    """`--wait`: when another run uses the output folder, wait for it instead of stopping at once."""
-    parser.add_argument(
-        "--wait",
-        action="store_true",
-        help="if another audiotag run is using the output folder, wait for it to finish (default: stop)",
-    )
-
-
-def add_engine_argument(parser: argparse.ArgumentParser) -> None:
-    """--engine: how the head predicts (classifier.lite.ENGINES)."""
-    parser.add_argument(
-        "--engine",
-        choices=ENGINES,
-        default="numpy",
-        help="how the head predicts: numpy (exact, the default), lite (TF-Lite float32) or lite-int8 "
-        "(TF-Lite with int8 weights, several times faster; compiled once per head and cached)",
-    )
+    add_wait(parser)
 
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `audiotag evaluate`."""
     parser.add_argument("features", metavar="FEATURES", help="labelled features to evaluate on")
-    parser.add_argument(
-        "--head",
-        default=None,
-        metavar="NAME|PATH",
-        help="classifier head: a shipped name or a head.npz from `audiotag train` (default: shipped)",
-    )
-    parser.add_argument(
-        "-o",
-        "--output",
-        type=Path,
-        required=True,
-        metavar="DIR",
-        help="report folder: summary.json, per_class.csv/json, ap_vs_train_count.png",
-    )
-    parser.add_argument(
-        "--labels", type=Path, metavar="CSV", help="labels CSV (id,labels) for unlabelled features"
-    )
-    add_engine_argument(parser)
+    add_head(parser)
+    add_output_folder(parser, "report folder: summary.json, per_class.csv/json, ap_vs_train_count.png")
+    add_labels_csv(parser, "labels CSV (id,labels) for unlabelled features")
+    add_engine(parser)
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, object]:

@@ -1,7 +1,9 @@
-"""The `audiotag` command line: train + evaluate on extracted features, info, and one-line user errors."""
+"""The `audiotag` command line: its parser, train + evaluate on extracted features, info, and one-line user
+errors."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -153,6 +155,45 @@ def test_python_dash_m_pipeline_and_usage_errors(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
     lines = [line for line in result.stderr.splitlines() if line.startswith("audiotag:")]
     assert len(lines) == 1 and "missing.ckpt" in lines[0]
+
+
+def test_building_the_parser_imports_neither_tensorflow_nor_beam() -> None:
+    code = (
+        "import sys\nfrom pipeline.cli import build_parser\nbuild_parser()\n"
+        "print(sorted(m for m in ('tensorflow', 'apache_beam') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["tag", "a.wav", "--top-k", "0"], "argument --top-k: must be at least 1: 0"),
+        (["extract", "in", "-o", "out", "--workers", "x"], "argument --workers: not an integer: 'x'"),
+        (["beam-tag", "in", "-o", "out", "--segment-seconds", "1"],
+         "argument --segment-seconds: must be at least 1.92 (two patches): 1"),
+        (["beam-extract", "in", "-o", "out", "--segment-seconds", "x"],
+         "argument --segment-seconds: not a number: 'x'"),
+    ],
+)
+def test_numbers_out_of_range_are_usage_errors(args: list[str], message: str, capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    assert info.value.code == EXIT_USAGE and message in capsys.readouterr().err
+
+
+def test_commands_in_order_each_with_the_global_options() -> None:
+    from pipeline.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert list(commands) == ["tag", "listen", "extract", "beam-extract", "beam-tag", "train", "evaluate",
+                              "pack-features", "export", "download-models", "info"]
+    for name, command in commands.items():
+        options = {option for action in command._actions for option in action.option_strings}
+        assert {"--vggish-checkpoint", "-v"} <= options, name
+        assert (command.epilog is not None) == name.startswith("beam-"), name  # Beam's own options
 
 
 def test_download_models_reports_a_failed_download_in_one_line(

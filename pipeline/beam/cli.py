@@ -1,6 +1,7 @@
-"""Arguments and commands of `audiotag beam-extract` and `audiotag beam-tag` (pipeline.cli calls these).
+"""`audiotag beam-extract` and `audiotag beam-tag`: their options and commands (pipeline.cli adds COMMANDS).
 
-Importing this module does not import Beam or TensorFlow; the commands do.
+Options these commands do not know are Beam pipeline options (args.beam_args). Importing this module does not
+import Beam or TensorFlow; the commands do.
 """
 
 from __future__ import annotations
@@ -10,72 +11,67 @@ import contextlib
 import os
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
-EXIT_OK = 0
-EXIT_SOME_FAILED = 3
+from pipeline.cli_common import EXIT_OK, EXIT_SOME_FAILED, checkpoint_path, labels_for_tfrecord
+from pipeline.cli_options import (
+    Command,
+    add_batch_size,
+    add_cnn_threads,
+    add_engine,
+    add_extract_io,
+    add_head,
+    add_labels_csv,
+    add_output_folder,
+    add_top_k,
+    add_wait,
+    add_window_hop,
+    at_least,
+)
 
 
-def _positive_int(text: str) -> int:
-    from pipeline.cli import _positive_int as parse
-
-    return parse(text)
-
-
-def _segment_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value < 1.92:
-        raise argparse.ArgumentTypeError(f"must be at least 1.92 (two patches): {text}")
-    return value
-
-
-def add_beam_extract_arguments(p: argparse.ArgumentParser) -> None:
-    from pipeline.training import add_wait_argument
-
-    p.add_argument("inputs", nargs="+", metavar="INPUT")
-    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder (local or a URL)")
-    p.add_argument("--format", choices=("tfrecord", "parquet"), default="tfrecord")
-    p.add_argument("--raw", action="store_true", help="also keep raw float32 embeddings (parquet)")
-    p.add_argument("--labels", type=Path, metavar="CSV",
-                   help="labels CSV (id,labels) for the records' labels")
-    p.add_argument("--segment-seconds", type=_segment_seconds, default=600.0, metavar="S",
-                   help="files longer than S seconds are split into segments of about S seconds that run on "
-                   "different workers and are joined again (default 600)")
-    p.add_argument("--num-shards", type=int, default=0, metavar="N",
-                   help="output shards (default 0: the runner decides)")
-    p.add_argument("--batch-size", type=_positive_int, default=128, help="CNN batch in patches (default 128)")
-    p.add_argument("--cnn-threads", type=_positive_int, default=None,
-                   help="TensorFlow threads per worker process (default: cores / local workers; 1 on a "
-                   "cluster runner, which starts one worker process per core)")
+def _extract_arguments(p: argparse.ArgumentParser) -> None:
+    """INPUTs, the output folder and format, segments, shards and the CNN."""
+    add_extract_io(p, ("tfrecord", "parquet"), url=True)
+    add_labels_csv(p, "labels CSV (id,labels) for the records' labels")
+    _add_segment_seconds(p, "files longer than S seconds are split into segments of about S seconds that run "
+                         "on different workers and are joined again")
+    _add_num_shards(p)
+    add_batch_size(p)
+    add_cnn_threads(p, "TensorFlow threads per worker process (default: cores / local workers; 1 on a "
+                    "cluster runner, which starts one worker process per core)")
     p.add_argument("--skip-existing", action="store_true",
                    help="leave out clips already in OUT (records or errors of earlier runs); new shards get "
                    "a new run prefix")
-    add_wait_argument(p)
+    add_wait(p)
 
 
-def add_beam_tag_arguments(p: argparse.ArgumentParser) -> None:
-    from pipeline.training import add_engine_argument
-
+def _tag_arguments(p: argparse.ArgumentParser) -> None:
+    """SOURCEs, the output folder, the head and its output, segments, shards and the CNN."""
     p.add_argument("sources", nargs="+", metavar="SOURCE",
                    help="TFRecord / Parquet embeddings (file, folder, glob or URL) or audio inputs")
-    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder (local or a URL)")
-    p.add_argument("--head", default=None, metavar="NAME|PATH",
-                   help="classifier head (default: the shipped one)")
-    add_engine_argument(p)
-    p.add_argument("--top-k", type=_positive_int, default=10, help="labels per clip (default 10)")
-    p.add_argument("--window-hop", type=_positive_int, default=1, metavar="PATCHES",
-                   help="hop of the 10-patch window over long clips (default 1)")
-    p.add_argument("--num-shards", type=int, default=0, metavar="N",
-                   help="output shards (default 0: the runner decides)")
-    p.add_argument("--batch-size", type=_positive_int, default=128, help="CNN batch in patches (default 128)")
-    p.add_argument("--segment-seconds", type=_segment_seconds, default=600.0, metavar="S",
-                   help="audio sources: segment length for long files (default 600)")
-    p.add_argument("--cnn-threads", type=_positive_int, default=None,
-                   help="audio sources: TensorFlow threads per worker process")
+    add_output_folder(p, "output folder", metavar="OUT", url=True)
+    add_head(p)
+    add_engine(p)
+    add_top_k(p, per="clip")
+    add_window_hop(p, over="clips")
+    _add_num_shards(p)
+    add_batch_size(p)
+    _add_segment_seconds(p, "audio sources: segment length for long files")
+    add_cnn_threads(p, "audio sources: TensorFlow threads per worker process")
+
+
+def _add_segment_seconds(parser: argparse.ArgumentParser, help: str) -> None:
+    """--segment-seconds S: how long files are split across workers (at least two patches)."""
+    parser.add_argument("--segment-seconds", type=at_least(1.92, "two patches"), default=600.0, metavar="S",
+                        help=f"{help} (default 600)")
+
+
+def _add_num_shards(parser: argparse.ArgumentParser) -> None:
+    """--num-shards N: output shards (0: the runner decides)."""
+    parser.add_argument("--num-shards", type=int, default=0, metavar="N",
+                        help="output shards (default 0: the runner decides)")
 
 
 _COLLAPSED_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):/([^/].*)$")
@@ -103,17 +99,18 @@ def _print_metrics(command: str, metrics: dict[str, int]) -> None:
         print(f"{command}: counters: {shown}", file=sys.stderr)
 
 
-def beam_extract_command(args: argparse.Namespace, checkpoint: str,
-                         labels_for: Callable[[Path, Sequence[str]], dict[str, list[int]]]) -> int:
+def beam_extract_command(args: argparse.Namespace) -> int:
+    """`audiotag beam-extract`: runs the pipeline, then reports the run's counts and failures."""
     from pipeline.beam.extract import BeamExtractOptions, beam_extract
     from pipeline.beam.sources import is_url, split_inputs
     from pipeline.errors import PipelineError
     from safeio.lock import FolderLock
 
+    checkpoint = checkpoint_location(args, checkpoint_path)
     local, urls = split_inputs(args.inputs)
     if not local and not urls:
         raise PipelineError(f"no audio files found in {', '.join(args.inputs)}")
-    labels = labels_for(args.labels, [clip_id for _, clip_id in local]) if args.labels else None
+    labels = labels_for_tfrecord(args.labels, [clip_id for _, clip_id in local]) if args.labels else None
     options = BeamExtractOptions(
         out=args.output, format=args.format, raw=args.raw, labels=labels,
         segment_seconds=args.segment_seconds, num_shards=args.num_shards, batch_size=args.batch_size,
@@ -137,7 +134,8 @@ def beam_extract_command(args: argparse.Namespace, checkpoint: str,
     return EXIT_OK
 
 
-def beam_tag_command(args: argparse.Namespace, checkpoint: Callable[[], str]) -> int:
+def beam_tag_command(args: argparse.Namespace) -> int:
+    """`audiotag beam-tag`: runs the pipeline (the checkpoint is found only for audio sources)."""
     from pipeline.beam.tag import BeamTagOptions, beam_tag
 
     options = BeamTagOptions(
@@ -145,10 +143,23 @@ def beam_tag_command(args: argparse.Namespace, checkpoint: Callable[[], str]) ->
         num_shards=args.num_shards, batch_size=args.batch_size, segment_seconds=args.segment_seconds,
         cnn_threads=args.cnn_threads, beam_args=list(args.beam_args),
     )
-    report = beam_tag(args.sources, checkpoint, options)
+    report = beam_tag(args.sources, lambda: checkpoint_location(args, checkpoint_path), options)
     _print_metrics("audiotag beam-tag", report.metrics)
     print(f"audiotag beam-tag: run {report.run}: {report.clips_done} clips tagged, {report.clips_failed} "
           f"failed ({report.wall_seconds:.1f} s) -> {args.output}", file=sys.stderr)
     if report.failures_in_out:
         return EXIT_SOME_FAILED
     return EXIT_OK
+
+
+COMMANDS = (
+    Command("beam-extract", beam_extract_command, _extract_arguments, beam_options=True,
+            help="VGGish embeddings on Apache Beam (locally or on a cluster)",
+            description="extract as an Apache Beam pipeline: local files, directories, globs, list files and "
+            "gs:// s3:// hdfs:// URLs -> sharded TFRecords or Parquet."),
+    Command("beam-tag", beam_tag_command, _tag_arguments, beam_options=True,
+            help="AudioSet tags of embeddings or audio on Apache Beam -> JSON Lines",
+            description="The classifier head over embeddings (TFRecords or Parquet from extract / "
+            "beam-extract, or the AudioSet release) or over audio, as an Apache Beam pipeline -> sharded "
+            "JSON Lines, one object per clip as `tag --format json`."),
+)
