@@ -1,4 +1,5 @@
-"""Evaluation report files: per-class CSV/JSON, summary JSON and the AP-vs-training-clips plot (atomic)."""
+"""Evaluation report files: per-class CSV/JSON, summary JSON and the AP-vs-training-clips plot (atomic; the
+temporaries that killed runs left in the report folder are deleted before its first file is written)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,16 @@ from pathlib import Path
 import numpy as np
 
 from classifier.metrics import Metrics
-from safeio.atomic import atomic_output
+from safeio.atomic import atomic_output, sweep_folder_once
+from safeio.names import printable_name
 
 PER_CLASS_FIELDS = ("index", "mid", "name", "train_count", "n_eval_positives", "AP", "AUC")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> Path:
-    """Write data to path atomically and durably (safeio.atomic)."""
+    """Write data to path atomically and durably (safeio.atomic), after deleting the temporaries of dead
+    processes in its folder (once per folder and process)."""
+    sweep_folder_once(Path(path).parent)
     with atomic_output(path) as tmp:
         tmp.write_bytes(data)
     return path
@@ -29,11 +33,14 @@ def _number(value: float) -> float | None:
 
 
 def json_safe(data: object) -> object:
-    """`data` with every non-finite float (nan, ±inf: not JSON numbers) replaced by None, recursively."""
+    """`data` with every non-finite float (nan, ±inf: not JSON numbers) replaced by None and the bytes of file
+    names that are not UTF-8 written `\\xNN` (safeio.names.printable_name), recursively."""
     if isinstance(data, float):
         return data if math.isfinite(data) else None
+    if isinstance(data, str):
+        return printable_name(data)
     if isinstance(data, dict):
-        return {key: json_safe(value) for key, value in data.items()}
+        return {json_safe(key): json_safe(value) for key, value in data.items()}
     if isinstance(data, list | tuple):
         return [json_safe(value) for value in data]
     return data

@@ -8,6 +8,9 @@ flagged classes carry `"rolled_up"`, `"abstract"` or `"blacklisted": true`. CSV:
 `file,scope,start,end,rank,index,mid,name,score`; scope `clip` rows (start 0, end = duration), with frames
 `frame` and `window` rows, with events `event` rows (rank = order in the file). Audacity: one label track
 per file, `start<TAB>end<TAB>name` lines (seconds), the events of the file.
+
+File names are valid UTF-8 in every format: each byte that is not UTF-8 is written `\\xNN`, as in clip ids
+(safeio.names.printable_name).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pipeline.tagger import WINDOW_PATCHES, Label, TagResult
+from safeio.names import printable_name
 
 PATCH_SECONDS = 0.96
 CSV_HEADER = ("file", "scope", "start", "end", "rank", "index", "mid", "name", "score")
@@ -43,8 +47,10 @@ def _segments(result: TagResult, top_k: int) -> dict[str, list[tuple[float, floa
 
 
 def clip_item(source: str, duration: float, labels: Sequence[Label]) -> dict[str, Any]:
-    """The JSON object of one clip: {"file", "duration", "labels": [{"index", "mid", "name", "score"}]}."""
-    return {"file": source, "duration": round(duration, 6), "labels": [label.as_dict() for label in labels]}
+    """The JSON object of one clip: {"file", "duration", "labels": [{"index", "mid", "name", "score"}]};
+    "file" is `source` as valid UTF-8 (printable_name)."""
+    return {"file": printable_name(source), "duration": round(duration, 6),
+            "labels": [label.as_dict() for label in labels]}
 
 
 def _event_dicts(result: TagResult) -> list[dict[str, Any]]:
@@ -87,7 +93,7 @@ def to_csv(results: Sequence[TagResult], top_k: int, frames: bool = False, event
             for rank, label in enumerate(labels, first_rank):
                 writer.writerow(
                     (
-                        result.source,
+                        printable_name(result.source),
                         scope,
                         f"{start:.3f}",
                         f"{end:.3f}",
@@ -105,7 +111,7 @@ def to_text(results: Sequence[TagResult], top_k: int, frames: bool = False, even
     """Human-readable: per file a header line, then `score  name` lines, then an optional timeline."""
     lines = []
     for result in results:
-        lines.append(f"{result.source} ({result.duration:.2f} s)")
+        lines.append(f"{printable_name(result.source)} ({result.duration:.2f} s)")
         lines += [f"  {label.score:6.3f}  {label.name}" for label in result.top(top_k)]
         if frames:
             lines.append("  timeline (0.96 s patches):")

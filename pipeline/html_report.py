@@ -24,7 +24,8 @@ from urllib.parse import quote
 import numpy as np
 
 from pipeline.tagger import TagResult
-from safeio.atomic import atomic_output
+from safeio.atomic import atomic_output, sweep_folder_once
+from safeio.names import printable_name
 
 EMBED_LIMIT_BYTES = 20 * 1024 * 1024  # audio files up to this size are embedded; larger ones are linked
 MAX_IMAGE_COLUMNS = 4000  # spectrogram and heat-map images are max-pooled down to this width (pixels)
@@ -91,7 +92,9 @@ document.querySelectorAll("section.file").forEach(function (section) {
 
 def write_report(results: Sequence[TagResult], path: str | os.PathLike[str], top_k: int = 10,
                  embed_limit: int = EMBED_LIMIT_BYTES) -> None:
-    """Write the page for `results` (tagged with keep_examples=True, for the spectrogram) atomically."""
+    """Write the page for `results` (tagged with keep_examples=True, for the spectrogram) atomically, after
+    deleting the temporaries that killed runs left in its folder. The page is valid UTF-8 whatever the file
+    names: bytes that are not UTF-8 are shown as `\\xNN` and linked percent-encoded."""
     out_dir = Path(path).resolve().parent
     sections = "\n".join(_section(i, r, top_k, out_dir, embed_limit) for i, r in enumerate(results))
     page = f"""<!DOCTYPE html>
@@ -111,6 +114,7 @@ there.</p>
 </body>
 </html>
 """
+    sweep_folder_once(out_dir)
     with atomic_output(path) as tmp:
         Path(tmp).write_text(page, encoding="utf-8")
 
@@ -133,7 +137,7 @@ def _section(number: int, result: TagResult, top_k: int, out_dir: Path, embed_li
     heat = result.frame_scores[:, columns].T if len(columns) else np.zeros((1, 1), np.float32)
     heat_height = 18 * max(len(columns), 1)
     return f"""<section class="file" id="file-{number}" data-span="{span:.3f}">
-<h2>{html.escape(result.source)}</h2>
+<h2>{html.escape(printable_name(result.source))}</h2>
 <p class="meta">duration {result.duration:.2f} s · {len(result.frame_starts)} patches of 0.96 s</p>
 {_player(result.source, out_dir, embed_limit)}
 <table class="labels"><tr><th>label</th><th>score</th><th></th></tr>{labels}</table>
@@ -165,7 +169,7 @@ def _player(source: str, out_dir: Path, embed_limit: int) -> str:
             uri = f"data:{mime or 'audio/wav'};base64,{encoded}"
             return f'<audio controls preload="auto" src="{uri}"></audio>'
     try:
-        link = quote(os.path.relpath(path.resolve(), out_dir).replace(os.sep, "/"))
+        link = quote(os.fsencode(os.path.relpath(path.resolve(), out_dir).replace(os.sep, "/")))
     except ValueError:  # another drive (Windows): an absolute file URI
         link = path.resolve().as_uri()
     note = "" if mime else '<p class="note">browsers may not play this format; convert it to WAV or FLAC</p>'

@@ -41,6 +41,7 @@ from threadpoolctl import threadpool_limits
 from classifier.events import Event, EventTracker
 from pipeline.audio_input import AudioStream
 from pipeline.tagger import WINDOW_PATCHES, Embeddings, Label, Tagger, TagResult
+from safeio.names import printable_name
 from vggish import params
 from vggish.input import example_start_times, iter_block_examples
 
@@ -180,9 +181,10 @@ class StreamTagger:
 
 
 def ready_record(tagger: Tagger, source: str) -> dict[str, Any]:
-    """The first line: written once the models are loaded, before the input is read."""
-    return {"type": "ready", "source": source, "hop": HOP_SECONDS, "window_patches": WINDOW_PATCHES,
-            "head": getattr(tagger.head, "name", "head")}
+    """The first line: written once the models are loaded, before the input is read. The source and head
+    names are valid UTF-8 (bytes that are not UTF-8 as `\\xNN`, safeio.names.printable_name)."""
+    return {"type": "ready", "source": printable_name(source), "hop": HOP_SECONDS,
+            "window_patches": WINDOW_PATCHES, "head": printable_name(getattr(tagger.head, "name", "head"))}
 
 
 def write_records(out: TextIO, records: Iterable[dict[str, Any]]) -> None:

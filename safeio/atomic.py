@@ -7,11 +7,14 @@ outputs, plots, error reports).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 from safeio.oserrors import errors_naming
+
+logger = logging.getLogger(__name__)
 
 TEMP_SUFFIX = ".part"
 
@@ -56,6 +59,26 @@ def remove_stale_temporaries(folder: Path, *, recursive: bool = False) -> int:
         tmp.unlink(missing_ok=True)
         removed += 1
     return removed
+
+
+_swept_folders: set[str] = set()
+
+
+def sweep_folder_once(folder: str | os.PathLike[str]) -> int:
+    """remove_stale_temporaries(folder) the first time this process writes into `folder`, 0 afterwards (so a
+    run that writes many files into one folder lists it once); returns how many were deleted.
+
+    For writers without a start-up of their own (plots, HTML pages, evaluation reports): a killed run's
+    `.NAME.PID.part` files go at the next run's first write there, those of live processes never."""
+    key = os.path.realpath(folder)
+    if key in _swept_folders:
+        return 0
+    _swept_folders.add(key)
+    try:
+        return remove_stale_temporaries(Path(key))
+    except OSError as exc:  # the output itself may still be writable: leave the leftovers
+        logger.warning("cannot remove the temporary files of a killed run in %s: %s", key, exc)
+        return 0
 
 
 def fsync_path(path: Path) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from real_clips import REAL_CLIPS, copy_real_clips
 from release_records import read_tfrecords
 
 from pipeline.cli import EXIT_ERROR, EXIT_SOME_FAILED, main
@@ -17,12 +18,6 @@ from pipeline.cli import EXIT_ERROR, EXIT_SOME_FAILED, main
 pytest.importorskip("apache_beam")
 pa_parquet = pytest.importorskip("pyarrow.parquet")
 
-REAL_CLIPS = {  # clip id -> file in ../shared/audio
-    "scenes/kong.wav": "kong_appendix_01.wav",  # 44.1 kHz, 4.7 s
-    "speech/16k.wav": "speech_16k.wav",
-    "dog.wav": "dog_975ms.wav",  # shorter than a patch: padded
-    "baby.mp3": "esc10_crying_baby_1.mp3",
-}
 LONG_CLIP = "long/tone22k.wav"  # generated, 22.05 kHz, 11.5 s: 4 segments of 3 patches at --segment-seconds 3
 BAD_CLIPS = {"bad/empty.wav", "bad/notes.wav", "bad/corrupt.flac"}
 
@@ -37,10 +32,7 @@ def _tone(path: Path, seconds: float, rate: int, freq: float) -> Path:
 
 @pytest.fixture(scope="module")
 def inputs(shared_audio: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("beam_in")
-    for clip_id, name in REAL_CLIPS.items():
-        (root / clip_id).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(shared_audio / name, root / clip_id)
+    root = copy_real_clips(shared_audio, tmp_path_factory.mktemp("beam_in"))
     _tone(root / LONG_CLIP, 11.5, 22050, 660.0)
     (root / "bad").mkdir()
     (root / "bad/empty.wav").write_bytes(b"")

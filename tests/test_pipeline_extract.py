@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from real_clips import REAL_CLIPS, copy_real_clips
 from release_records import read_tfrecords
 
 from pipeline.cli import EXIT_ERROR, EXIT_OK, EXIT_SOME_FAILED, main
@@ -21,22 +21,10 @@ from vggish.audio_io import DEFAULT_BLOCK_FRAMES
 
 pytestmark = pytest.mark.slow
 
-REAL_CLIPS = {  # clip id in the extract output -> file in ../shared/audio
-    "scenes/kong.wav": "kong_appendix_01.wav",
-    "speech/16k.wav": "speech_16k.wav",
-    "dog.wav": "dog_975ms.wav",
-    "baby.mp3": "esc10_crying_baby_1.mp3",
-}
-
-
 @pytest.fixture(scope="module")
 def clip_tree(shared_audio: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small tree of real recordings (44.1/16 kHz, WAV and MP3, one under a patch long)."""
-    root = tmp_path_factory.mktemp("clips")
-    for clip_id, name in REAL_CLIPS.items():
-        (root / clip_id).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(shared_audio / name, root / clip_id)
-    return root
+    """The tree of real recordings of tests/real_clips.py."""
+    return copy_real_clips(shared_audio, tmp_path_factory.mktemp("clips"))
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,9 @@ match -> reshuffle -> plan segments -> reshuffle -> decode / resample / log-mel 
 batches of patches spanning files) -> group by clip -> PCA + quantize -> records -> WriteToTFRecord or
 WriteToParquet; failures -> `OUT/errors-<run>-*.tsv`. Each run writes its shards under a new prefix,
 `embeddings-<run>-SSSSS-of-NNNNN.<tfrecord|parquet>` with run = r001, r002, ...; with --skip-existing the
-clip ids already in OUT (records of any run, or of `audiotag extract`, and errors) are left out.
+clip ids already in OUT (records of any run, or of `audiotag extract`, and errors) are left out. A run that
+fails removes the temporary folders Beam's writers made for it in OUT (`beam-temp-<prefix>-<run>-<hex>`);
+finished files are never touched.
 
 Runner: with no `--runner` among the Beam options, Beam's portable FnApiRunner in multi-process mode, one
 worker process per core (`--direct_num_workers` to change it); any other runner takes its own options.
@@ -13,13 +15,14 @@ worker process per core (`--direct_num_workers` to change it); any other runner 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.beam.sources import UrlInput, clip_id_for, is_audio_name
+from pipeline.beam.sources import UrlInput, clip_id_for, is_audio_name, is_url
 from pipeline.errors import PipelineError
 
 logger = logging.getLogger(__name__)
@@ -28,6 +31,7 @@ RECORD_SUFFIXES = {"tfrecord": ".tfrecord", "parquet": ".parquet"}
 SHARD_TEMPLATE = "-SSSSS-of-NNNNN"
 ERRORS_SUFFIX = ".tsv"
 _RUN_PATTERN = re.compile(r"^(?:embeddings|errors|tags)-r(\d+)-")
+_BEAM_TEMP_PREFIX = "beam-temp-"  # + the basename of an output prefix + "-" + a uuid1 in hex (FileBasedSink)
 PATCH_SECONDS = 0.96
 LOCAL_WORKER_LOG_LEVEL = "WARNING"  # Beam's workers log every bundle at INFO
 
@@ -138,6 +142,36 @@ def next_run_name(out: str, prefix: str = "embeddings") -> str:
     names = [path.rsplit("/", 1)[-1] for path in _match(_join(out, "*"))]
     numbers = [int(m.group(1)) for m in map(_RUN_PATTERN.match, names) if m]
     return f"r{max(numbers, default=0) + 1:03d}"
+
+
+def beam_temporaries(out: str, run: str) -> set[str]:
+    """Beam's temporary folders for run `run` in `out`: `beam-temp-<embeddings|errors|tags>-<run>-<hex>`, one
+    per output prefix (its writers put the shards there and delete the folder once they are renamed into
+    place). A local folder is listed; in an object store a folder is found by the files in it."""
+    pattern = re.compile(rf"{_BEAM_TEMP_PREFIX}(?:embeddings|errors|tags)-{re.escape(run)}-[0-9a-f]+")
+    if not is_url(out):
+        try:
+            names = os.listdir(out)
+        except OSError:  # no such folder yet
+            return set()
+        return {os.path.join(out, name) for name in names if pattern.fullmatch(name)}
+    from apache_beam.io.filesystems import FileSystems
+
+    folders = {FileSystems.split(path)[0] for path in _match(_join(out, f"{_BEAM_TEMP_PREFIX}*-{run}-*/*"))}
+    return {folder for folder in folders if pattern.fullmatch(FileSystems.split(folder)[1])}
+
+
+def remove_folders(folders: Iterable[str]) -> None:
+    """Delete folders and what they hold, through Beam's FileSystems (a failure is logged, not raised)."""
+    from apache_beam.io.filesystems import FileSystems
+
+    for folder in sorted(folders):
+        try:
+            FileSystems.delete([folder])
+        except Exception as exc:  # BeamIOError and the file systems' own errors
+            logger.warning("cannot remove Beam's temporary folder %s: %s", folder, exc)
+        else:
+            logger.info("removed Beam's temporary folder %s", folder)
 
 
 def count_failures(paths: Sequence[str]) -> int:
@@ -328,17 +362,44 @@ def metrics_of(result: Any) -> dict[str, int]:
     return totals
 
 
-def run_pipeline(pipeline: Any) -> Any:
-    """Run and wait; a failed pipeline becomes one PipelineError line."""
+def run_pipeline(pipeline: Any, out: str, run: str) -> Any:
+    """Run and wait; a failed pipeline becomes one PipelineError line, once the temporary folders it made in
+    `out` are removed: those of run `run` that were not there when it started (not those of an earlier
+    attempt under the same run name, nor of other runs)."""
+    before = beam_temporaries(out, run)
     try:
         result = pipeline.run()
         result.wait_until_finish()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # a cluster job may still be running: leave its folders alone
         raise
     except Exception as exc:
+        remove_folders(beam_temporaries(out, run) - before)
         message = " ".join(str(exc).split())[:2000]
         raise PipelineError(f"the Beam pipeline failed: {type(exc).__name__}: {message}") from exc
     return result
+
+
+def run_and_report(pipeline: Any, out: str, run: str, started: float, *, done_counter: str,
+                   failures_of_run_only: bool = False, workers: int | None = None,
+                   cnn_threads: int | None = None) -> BeamReport:
+    """Run the pipeline (run_pipeline) and report it: clips_done is the counter `done_counter`;
+    failures_in_out counts the failures listed in OUT's errors files (only this run's with
+    failures_of_run_only); `started` is time.monotonic() at the run's start."""
+    result = run_pipeline(pipeline, out, run)
+    metrics = metrics_of(result)
+    errors = existing_outputs(out)["errors"]
+    if failures_of_run_only:
+        errors = [path for path in errors if f"errors-{run}-" in path]
+    return BeamReport(
+        run=run,
+        clips_done=metrics.get(done_counter) if metrics else None,
+        clips_failed=metrics.get("clips_failed", 0) if metrics else None,
+        failures_in_out=count_failures(errors),
+        wall_seconds=time.monotonic() - started,
+        metrics=metrics,
+        workers=workers,
+        cnn_threads=cnn_threads,
+    )
 
 
 def beam_extract(local: Sequence[tuple[str, str]], urls: Sequence[UrlInput], checkpoint: str,
@@ -370,15 +431,5 @@ def beam_extract(local: Sequence[tuple[str, str]], urls: Sequence[UrlInput], che
     from pipeline.beam import stages
 
     write_failures(outputs[stages.FAILURES], options.out, run)
-    result = run_pipeline(pipeline)
-    metrics = metrics_of(result)
-    return BeamReport(
-        run=run,
-        clips_done=metrics.get("clips_done") if metrics else None,
-        clips_failed=metrics.get("clips_failed", 0) if metrics else None,
-        failures_in_out=count_failures(existing_outputs(options.out)["errors"]),
-        wall_seconds=time.monotonic() - started,
-        metrics=metrics,
-        workers=workers,
-        cnn_threads=threads,
-    )
+    return run_and_report(pipeline, options.out, run, started, done_counter="clips_done", workers=workers,
+                          cnn_threads=threads)

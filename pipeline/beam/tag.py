@@ -5,7 +5,8 @@ itself), Parquet files of pipeline.parquet's schema, or audio inputs (embedded f
 stages). Output: `OUT/tags-<run>-SSSSS-of-NNNNN.jsonl`, one JSON object per clip with the schema of
 `audiotag tag --format json` ({"file", "duration", "labels": [{"index", "mid", "name", "score"}]}), where
 "file" is the clip id (`video_id`); clips longer than 10 patches are scored as `tag` does (max over
-10-patch windows, hop --window-hop). Clips that cannot be scored go to `OUT/errors-<run>-*.tsv`.
+10-patch windows, hop --window-hop). Clips that cannot be scored go to `OUT/errors-<run>-*.tsv`. A run that
+fails removes its own temporary folders in OUT, as beam-extract's do (pipeline.beam.extract.run_pipeline).
 """
 
 from __future__ import annotations
@@ -28,12 +29,9 @@ from pipeline.beam.extract import (
     BeamReport,
     _join,
     _match,
-    count_failures,
-    existing_outputs,
     make_pipeline_options,
-    metrics_of,
     next_run_name,
-    run_pipeline,
+    run_and_report,
 )
 from pipeline.beam.sources import is_url
 from pipeline.errors import PipelineError
@@ -205,15 +203,6 @@ def beam_tag(sources: Sequence[str], checkpoint: Callable[[], str], options: Bea
         _join(options.out, f"tags-{run}"), file_name_suffix=".jsonl", num_shards=options.num_shards,
         shard_name_template=SHARD_TEMPLATE))
     write_failures(failures | "All failures" >> beam.Flatten(), options.out, run)
-    result = run_pipeline(pipeline)
-    metrics = metrics_of(result)
-    return BeamReport(
-        run=run,
-        clips_done=metrics.get("clips_tagged") if metrics else None,
-        clips_failed=metrics.get("clips_failed", 0) if metrics else None,
-        failures_in_out=count_failures([p for p in existing_outputs(options.out)["errors"]
-                                        if f"errors-{run}-" in p]),
-        wall_seconds=time.monotonic() - started,
-        metrics=metrics,
-    )
+    return run_and_report(pipeline, options.out, run, started, done_counter="clips_tagged",
+                          failures_of_run_only=True)
 

@@ -1,5 +1,6 @@
-"""Helpers of the fault-injection suite: short generated clips, the CLI in this process or in a child
-process (optionally killed at a chosen moment), filling and remounting the small tmpfs of `small_disk`."""
+"""Helpers of the fault-injection suite: short generated clips and features, the CLI in this process or in a
+child process (optionally killed at a chosen moment), filling and remounting the small tmpfs of
+`small_disk`."""
 
 from __future__ import annotations
 
@@ -24,6 +25,17 @@ def write_tones(folder: Path, count: int, seconds: float = 1.5) -> list[str]:
     for i in range(count):
         sf.write(folder / f"t{i}.wav", 0.3 * np.sin(2 * np.pi * (200 + 50 * i) * t), 16000, subtype="PCM_16")
     return [f"t{i}.wav" for i in range(count)]
+
+
+def write_features(folder: Path, count: int) -> list[str]:
+    """An `extract --format npz` folder (created) of `count` clips `c{i}.wav` of 3 frames each (random
+    embeddings, seed 0); returns their clip ids."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        np.savez(folder / f"c{i}.wav.npz", embedding=rng.integers(0, 255, (3, 128), dtype=np.uint8),
+                 timestamps=np.arange(3) * 0.96)
+    return [f"c{i}.wav" for i in range(count)]
 
 
 def run_cli(checkpoint: Path, *args: str) -> int:

@@ -13,7 +13,7 @@ import pytest
 
 from pipeline.cli import EXIT_OK
 
-from .helpers import cli_process, run_cli, write_tones
+from .helpers import cli_process, run_cli, write_features, write_tones
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
@@ -60,13 +60,8 @@ def test_training_killed_while_saving_its_checkpoint_resumes(tmp_path: Path, cap
     from pipeline.cli import main
 
     features = tmp_path / "feats"
-    features.mkdir()
-    rng = np.random.default_rng(0)
-    rows = ["id,labels"]
-    for i in range(12):
-        np.savez(features / f"c{i}.wav.npz", embedding=rng.integers(0, 255, (3, 128), dtype=np.uint8),
-                 timestamps=np.arange(3) * 0.96)
-        rows.append(f"c{i}.wav,{'a' if i % 2 else 'b'}")
+    clip_ids = write_features(features, 12)
+    rows = ["id,labels", *(f"{clip_id},{'a' if i % 2 else 'b'}" for i, clip_id in enumerate(clip_ids))]
     (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
     args = ["train", str(features), "--labels", str(tmp_path / "labels.csv"), "-o", str(tmp_path / "run"),
             "--hidden-units", "8", "--iterations", "6", "--eval-every", "2", "--checkpoint-every", "2",

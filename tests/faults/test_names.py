@@ -1,9 +1,12 @@
-"""Any file name: bytes that are not UTF-8, newlines and tabs, in all three formats; FIFOs and symbolic
-link loops among the inputs."""
+"""Any file name: bytes that are not UTF-8, newlines and tabs, in all three formats and in `tag`'s outputs;
+FIFOs and symbolic link loops among the inputs."""
 
 from __future__ import annotations
 
+import io
+import json
 import os
+import sys
 from pathlib import Path
 
 import h5py
@@ -40,13 +43,50 @@ def test_errors_tsv_keeps_every_name_on_its_line(tmp_path: Path) -> None:
     assert set(ErrorLog(tmp_path).failed) == set(NAMES)  # a rerun recognises every one
 
 
+def _write_tone(path: Path) -> None:
+    """One second of a 300 Hz tone at 16 kHz (through a file object: soundfile cannot open a name that is not
+    UTF-8)."""
+    t = np.arange(16000) / 16000
+    with open(path, "wb") as f:
+        sf.write(f, 0.3 * np.sin(2 * np.pi * 300 * t), 16000, format="WAV")
+
+
+def _stdout_bytes(monkeypatch: pytest.MonkeyPatch, checkpoint: Path, *args: str) -> bytes:
+    """What `audiotag ARGS` writes to standard output, as bytes, with the standard output of a C locale (which
+    writes a name's undecodable bytes back raw, as surrogateescape does)."""
+    buffer = io.BytesIO()
+    stdout = io.TextIOWrapper(buffer, encoding="utf-8", errors="surrogateescape", write_through=True)
+    monkeypatch.setattr(sys, "stdout", stdout)
+    assert run_cli(checkpoint, *args) == 0
+    stdout.flush()
+    return buffer.getvalue()
+
+
+@pytest.mark.slow
+def test_tag_outputs_are_valid_utf8_whatever_the_name(synthetic_checkpoint: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """`tag --format json`, its HTML page and `tag --stream` write a name's byte 0xff as `\\xff`, as clip ids
+    do: strict UTF-8 and JSON."""
+    clip = tmp_path / "a\udcff.wav"
+    _write_tone(clip)
+    page = tmp_path / "page.html"
+    out = _stdout_bytes(monkeypatch, synthetic_checkpoint, "tag", "--format", "json", "--html", str(page),
+                        str(clip))
+    [item] = json.loads(out.decode("utf-8"))
+    assert item["file"] == str(tmp_path / "a\\xff.wav")
+    text = page.read_bytes().decode("utf-8")
+    assert "a\\xff.wav</h2>" in text
+    out = _stdout_bytes(monkeypatch, synthetic_checkpoint, "tag", "--stream", str(clip))
+    records = [json.loads(line) for line in out.decode("utf-8").splitlines()]
+    assert records[0]["type"] == "ready" and records[0]["source"] == str(tmp_path / "a\\xff.wav")
+    assert records[-1]["type"] == "end"
+
+
 def _tree(root: Path) -> None:
     """Good clips under odd names, a broken one under an odd name, a FIFO and a symbolic link loop."""
     root.mkdir()
-    t = np.arange(16000) / 16000
     for name in NAMES:
-        with open(root / name, "wb") as f:  # soundfile itself cannot open a name that is not UTF-8
-            sf.write(f, 0.3 * np.sin(2 * np.pi * 300 * t), 16000, format="WAV")
+        _write_tone(root / name)
     (root / "bad\udcfe\nclip.wav").write_bytes(b"not audio" * 20)
     os.mkfifo(root / "fifo.wav")
     os.symlink("loop.wav", root / "loop.wav")

@@ -12,7 +12,7 @@ import pytest
 
 from pipeline.cli import EXIT_ERROR, EXIT_OK, main
 
-from .helpers import one_line_error
+from .helpers import one_line_error, write_features
 
 pytestmark = pytest.mark.faults
 
@@ -30,13 +30,8 @@ def _strict_json(text: str) -> dict:
 @pytest.fixture
 def features(tmp_path: Path) -> Path:
     """An `extract --format npz` folder of 12 clips of 3 frames each (random embeddings)."""
-    folder = tmp_path / "feats"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(12):
-        np.savez(folder / f"c{i}.wav.npz", embedding=rng.integers(0, 255, (3, 128), dtype=np.uint8),
-                 timestamps=np.arange(3) * 0.96)
-    return folder
+    write_features(tmp_path / "feats", 12)
+    return tmp_path / "feats"
 
 
 def _labels(tmp_path: Path, rows: list[str]) -> Path:
