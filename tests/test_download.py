@@ -146,9 +146,13 @@ def test_verified_existing_file_is_not_downloaded_again(server: Server, tmp_path
     assert server.behaviour.requests == []
 
 
-def test_existing_file_with_wrong_content_is_replaced(server: Server, tmp_path: Path) -> None:
+@pytest.mark.parametrize("leftover", ["a finished file with wrong content", "a part longer than the file"])
+def test_a_wrong_leftover_is_downloaded_again_whole(leftover: str, server: Server, tmp_path: Path) -> None:
     dest = tmp_path / "file.bin"
-    dest.write_bytes(bytes(len(PAYLOAD)))
+    if leftover.startswith("a finished file"):
+        dest.write_bytes(bytes(len(PAYLOAD)))
+    else:
+        _part(dest).write_bytes(PAYLOAD + b"junk")
     _get(server.url + "/file", dest)
     assert dest.read_bytes() == PAYLOAD
     assert server.behaviour.requests == [None]
@@ -210,14 +214,6 @@ def test_complete_part_is_verified_without_network(server: Server, tmp_path: Pat
     _get(server.url + "/file", dest)
     assert dest.read_bytes() == PAYLOAD
     assert server.behaviour.requests == []
-
-
-def test_oversized_part_is_discarded(server: Server, tmp_path: Path) -> None:
-    dest = tmp_path / "file.bin"
-    _part(dest).write_bytes(PAYLOAD + b"junk")
-    _get(server.url + "/file", dest)
-    assert dest.read_bytes() == PAYLOAD
-    assert server.behaviour.requests == [None]
 
 
 def test_checksum_mismatch_raises_and_leaves_nothing(server: Server, tmp_path: Path) -> None:
