@@ -1,15 +1,21 @@
-"""Throughput of `audiotag beam-extract` on Beam's local runner (1 and 2 worker processes) against
-`audiotag extract`, on the same generated clips, as whole processes, alternating.
+"""Throughput of `audiotag beam-extract` on Beam's local runner (1 and 2 worker processes) and through
+Beam's PortableRunner (a job service and an external worker pool on this machine) against `audiotag
+extract`, on the same generated clips, as whole processes, alternating.
 
     python benchmarks/bench_beam.py [--clips 200] [--repeats 2] [--rate 44100] [--channels 2]
                                     [--checkpoint PATH] [--batch-size 128]
+                                    [--kinds extract,beam-1,beam-2,portable]
 
 Each repeat runs, in this order (the order rotates by one between repeats): `audiotag extract`
 (TFRecords, default workers and CNN threads), `audiotag beam-extract --direct_num_workers=1` and
-`--direct_num_workers=2` (TFRecords; CNN threads per worker = cores / workers). Throughput is audio
-seconds per wall second of the whole process, start-up included (Python and TensorFlow imports, loading the
-checkpoint in every worker, Beam's job service and worker start-up). Ratios are against the `extract` run of
-the same repeat; CPU seconds are those of each run's whole process tree (sampled from /proc every 0.5 s).
+`--direct_num_workers=2` (TFRecords; CNN threads per worker = cores / workers), and `beam-extract` through
+the PortableRunner (`portable`): Beam's local job service runs a job on one SDK worker process, started by
+the worker pool, given `--cnn-threads` = cores. Throughput is audio seconds per wall second of the whole
+process, start-up included (Python and TensorFlow imports, loading the checkpoint in every worker, Beam's
+worker start-up); the job service and the worker pool are started once, before the first repeat, and their
+start-up is not counted. Ratios are against the `extract` run of the same repeat; CPU seconds are those of
+each run's whole process tree, the job service, the worker pool and its SDK workers included (sampled from
+/proc every 0.5 s).
 Beam's own counters of each run are printed (decode CPU ms, patches, RunInference batch latency), and
 the Beam runs' embeddings are compared with extract's. Without --checkpoint a SYNTHETIC checkpoint is used:
 same architecture, so the same cost as the release.
@@ -18,6 +24,7 @@ same architecture, so the same cost as the release.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -25,29 +32,35 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from bench_extract import CLIP_SECONDS, TreeCPU, generate_clips
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+KINDS = ("extract", "beam-1", "beam-2", "portable")
 
 
-def _command(kind: str, inputs: Path, out: Path, checkpoint: Path, batch_size: int) -> list[str]:
+def _command(kind: str, inputs: Path, out: Path, checkpoint: Path, batch_size: int,
+             portable: Sequence[str]) -> list[str]:
     base = [sys.executable, "-m", "pipeline", "--vggish-checkpoint", str(checkpoint)]
     if kind == "extract":
         return [*base, "extract", str(inputs), "-o", str(out), "--no-progress",
                 "--batch-size", str(batch_size)]
-    workers = kind.split("-")[-1]
-    return [*base, "beam-extract", str(inputs), "-o", str(out), "--batch-size", str(batch_size),
-            f"--direct_num_workers={workers}"]
+    beam = [*base, "beam-extract", str(inputs), "-o", str(out), "--batch-size", str(batch_size)]
+    if kind == "portable":
+        return [*beam, "--cnn-threads", str(len(os.sched_getaffinity(0))), *portable]
+    return [*beam, f"--direct_num_workers={kind.split('-')[-1]}"]
 
 
-def run(kind: str, inputs: Path, out: Path, checkpoint: Path, batch_size: int) -> dict:
-    """One whole process: wall seconds, exit status, CPU seconds of its process tree, Beam's counters."""
+def run(kind: str, inputs: Path, out: Path, checkpoint: Path, batch_size: int,
+        portable: Sequence[str] = ()) -> dict:
+    """One whole process: wall seconds, exit status, CPU seconds of its process tree, Beam's counters.
+    `portable`: the pipeline options of the running job service and worker pool (kind `portable`)."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO_ROOT)}
     with TreeCPU() as cpu:  # sampled over the whole process tree (workers, forkserver, Beam's SDK workers)
         started = time.monotonic()
-        process = subprocess.run(_command(kind, inputs, out, checkpoint, batch_size), env=env,
+        process = subprocess.run(_command(kind, inputs, out, checkpoint, batch_size, portable), env=env,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         wall = time.monotonic() - started
     counters = {}
@@ -102,11 +115,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", type=Path, help="VGGish checkpoint (default: a synthetic one)")
     parser.add_argument("--batch-size", type=int, default=128, help="CNN batch in patches (default 128)")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    parser.add_argument("--kinds", default=",".join(KINDS),
+                        help="the runs of each repeat, comma-separated, extract among them (default: all)")
     args = parser.parse_args(argv)
 
-    kinds = ["extract", "beam-1", "beam-2"]
-    with tempfile.TemporaryDirectory(prefix="bench_beam_") as tmp:
+    kinds = args.kinds.split(",")
+    if "extract" not in kinds or not set(kinds) <= set(KINDS):
+        parser.error(f"--kinds: `extract` and any of {', '.join(KINDS[1:])}")
+    with tempfile.TemporaryDirectory(prefix="bench_beam_") as tmp, contextlib.ExitStack() as services:
         folder = Path(tmp)
+        portable: list[str] = []
+        if "portable" in kinds:
+            from pipeline.beam.portable import local_portable_services
+
+            portable = services.enter_context(local_portable_services(folder / "services")).pipeline_args()
         checkpoint = args.checkpoint
         if checkpoint is None:
             from vggish.synthetic import write_synthetic_checkpoint
@@ -120,13 +142,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.clips} clips of {CLIP_SECONDS:.0f} s at {args.rate} Hz x{args.channels}, "
               f"{cores} cores, load average {os.getloadavg()[0]:.1f}; CNN threads per worker: "
               f"extract {cores} (one process), "
-              f"beam-1 {cores}, beam-2 {max(1, cores // 2)}")
+              f"beam-1 {cores}, beam-2 {max(1, cores // 2)}, portable {cores} (one SDK worker)")
         results = []
         for repeat in range(args.repeats):
             order = kinds[repeat % len(kinds):] + kinds[: repeat % len(kinds)]
             round_results = {}
             for kind in order:
-                result = run(kind, inputs, folder / f"out-{repeat}-{kind}", checkpoint, args.batch_size)
+                result = run(kind, inputs, folder / f"out-{repeat}-{kind}", checkpoint, args.batch_size,
+                             portable)
                 result["x_real_time"] = audio_seconds / result["wall_s"]
                 result["repeat"] = repeat
                 round_results[kind] = result
@@ -136,9 +159,10 @@ def main(argv: list[str] | None = None) -> int:
             for kind in kinds:
                 ratio = round_results["extract"]["wall_s"] / round_results[kind]["wall_s"]
                 round_results[kind]["ratio_vs_extract"] = ratio
-            print(f"repeat {repeat}: beam-1 / extract {round_results['beam-1']['ratio_vs_extract']:.2f}, "
-                  f"beam-2 / extract {round_results['beam-2']['ratio_vs_extract']:.2f}")
-            for kind in ("beam-1", "beam-2"):
+            beam_kinds = [kind for kind in kinds if kind != "extract"]
+            print(f"repeat {repeat}: " + ", ".join(
+                f"{kind} / extract {round_results[kind]['ratio_vs_extract']:.2f}" for kind in beam_kinds))
+            for kind in beam_kinds:
                 counters = round_results[kind]["counters"]
                 if counters:
                     latency = counters.get("VGGish/inference_batch_latency_micro_secs.sum", 0) / 1e6
@@ -149,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
                           f"{counters.get('VGGish/load_model_latency_milli_secs.count', 0)} taking "
                           f"{counters.get('VGGish/load_model_latency_milli_secs.sum', 0) / 1000:.1f} s")
             reference = read_embeddings(folder / f"out-{repeat}-extract")
-            for kind in ("beam-1", "beam-2"):
+            for kind in beam_kinds:
                 verdict = compare(reference, read_embeddings(folder / f"out-{repeat}-{kind}"))
                 round_results[kind]["equality_vs_extract"] = verdict
                 print(f"  {kind} outputs against extract's: {verdict}")

@@ -1,4 +1,5 @@
-r"""The errors report of `audiotag extract`: `OUT/errors.tsv`, one line per file that could not be processed.
+r"""The errors report of `audiotag extract`: `OUT/errors.tsv` (`OUT/_errors.tsv` in a Parquet folder), one
+line per file that could not be processed.
 
 Columns: `path`, `clip_id`, `reason` (tab-separated, with a header line). Lines are appended and fsynced as
 failures happen, so the report survives a crash. A failed file is final for its output folder: a rerun
@@ -7,6 +8,10 @@ does not try it again; delete its line (or the whole file) to retry it.
 Any file name fits on its line: in `path` and `clip_id` a backslash, tab, CR or newline is written `\\`,
 `\t`, `\r`, `\n`, and a byte that is not UTF-8 `\xNN` (safeio.names.escape_field), so every name reads
 back exactly and a rerun recognises it.
+
+A Parquet output folder is a dataset that pyarrow, pandas, DuckDB and Spark read whole; they skip names
+starting with `_` or `.`, so its report is `_errors.tsv`. A Parquet folder written when the report was still
+`errors.tsv` has it renamed on the next run.
 """
 
 from __future__ import annotations
@@ -14,12 +19,19 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from safeio.atomic import atomic_write_text
+from safeio.atomic import atomic_write_text, fsync_path
 from safeio.names import escape_field, one_line, unescape_field
 from safeio.oserrors import errors_naming
 
 ERRORS_NAME = "errors.tsv"
+DATASET_ERRORS_NAME = "_errors.tsv"  # hidden from the readers of a Parquet dataset
+DATASET_FORMATS = ("parquet",)
 HEADER = "path\tclip_id\treason\n"
+
+
+def errors_name(fmt: str = "") -> str:
+    """The report's name in an output folder of format `fmt`: `_errors.tsv` for Parquet, else `errors.tsv`."""
+    return DATASET_ERRORS_NAME if fmt in DATASET_FORMATS else ERRORS_NAME
 
 
 def format_error_line(path: str | os.PathLike[str], clip_id: str, reason: str) -> str:
@@ -36,11 +48,16 @@ def parse_error_line(line: str) -> tuple[str, str, str] | None:
 
 
 class ErrorLog:
-    """Reads the failures of earlier runs and appends new ones durably."""
+    """Reads the failures of earlier runs and appends new ones durably, in the report of an output folder of
+    format `fmt` (errors_name)."""
 
-    def __init__(self, out_dir: Path):
-        self.path = out_dir / ERRORS_NAME
+    def __init__(self, out_dir: Path, fmt: str = ""):
+        self.path = out_dir / errors_name(fmt)
         self.failed: dict[str, str] = {}
+        legacy = out_dir / ERRORS_NAME
+        if self.path != legacy and legacy.is_file() and not self.path.exists():
+            os.replace(legacy, self.path)  # written before the report was hidden from dataset readers
+            fsync_path(out_dir)
         if self.path.is_file():
             text = self.path.read_text(encoding="utf-8", errors="surrogateescape")
             complete = text[: text.rfind("\n") + 1]  # drop a line cut short by a crash

@@ -452,7 +452,7 @@ def _extract_locked(
         files_per_shard=options.files_per_shard,
         labels=options.labels,
     )
-    errors = ErrorLog(out_dir)
+    errors = ErrorLog(out_dir, options.format)
     finished = writer.finished_ids()
     report = ExtractReport(total=len(inputs), errors_path=errors.path)
     todo = []

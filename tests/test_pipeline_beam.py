@@ -1,15 +1,18 @@
-"""`audiotag beam-extract` / `beam-tag` on Beam's local multi-process runner, against `extract` and `tag`,
-with a SYNTHETIC checkpoint, real clips from ../shared/audio and generated ones."""
+"""`audiotag beam-extract` / `beam-tag` on Beam's local multi-process runner and, as on a cluster, through
+Beam's PortableRunner (its job service and an external worker pool, separate processes), against `extract`
+and `tag`, with a SYNTHETIC checkpoint, real clips from ../shared/audio and generated ones."""
 
 from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+from parquet_folder import read_dataset
 from real_clips import REAL_CLIPS, copy_real_clips
 from release_records import read_tfrecords
 
@@ -68,17 +71,6 @@ def beam_tfrecords(inputs: Path, synthetic_checkpoint: Path,
     return out
 
 
-def read_parquet(files: list[Path]) -> dict[str, dict]:
-    """Clips of Parquet shards read with plain pyarrow (no audiotag code)."""
-    clips: dict[str, dict] = {}
-    for path in files:
-        for row in pa_parquet.read_table(path).to_pylist():
-            assert row["video_id"] not in clips
-            row["embedding"] = np.frombuffer(b"".join(row["embedding"]), np.uint8).reshape(-1, 128)
-            clips[row["video_id"]] = row
-    return clips
-
-
 def _errors(files: list[Path]) -> dict[str, str]:
     lines = [line for f in files for line in f.read_text().splitlines()]
     assert all(line == "path\tclip_id\treason" for line in lines[:: len(lines) // len(files) or 1][:1])
@@ -105,26 +97,32 @@ def _allowed_differences(values: int) -> int:
 pytestmark = [pytest.mark.slow, pytest.mark.shared]
 
 
-def test_beam_extract_equals_extract(beam_tfrecords: Path, extract_parquet: Path) -> None:
-    shards = sorted(beam_tfrecords.glob("*.tfrecord"))
-    assert [s.name for s in shards] == ["embeddings-r001-00000-of-00002.tfrecord",
-                                        "embeddings-r001-00001-of-00002.tfrecord"]
-    beam = read_tfrecords(shards)
-    ours = read_parquet(sorted(extract_parquet.glob("embeddings-*.parquet")))
+def _check_against_extract(beam: dict[str, dict], out: Path, extract_parquet: Path) -> None:
+    """beam-extract's clips ({clip id: {"embedding", "end"}}) and its dead letters in `out` against extract's
+    Parquet folder (read whole, as a dataset): the same clip ids and patch counts, embeddings within one
+    level on at most 0.01 % of the values, the same failed clip ids and reasons; no temporaries left."""
+    ours = read_dataset(extract_parquet)
     assert set(beam) == set(ours) == {*REAL_CLIPS, LONG_CLIP}
     differing = values = 0
     for clip_id, clip in beam.items():
         assert len(clip["embedding"]) == len(ours[clip_id]["embedding"]) == len(ours[clip_id]["timestamps"])
         differing += _assert_close(clip["embedding"], ours[clip_id]["embedding"], clip_id)
         values += clip["embedding"].size
-        assert clip["end"] == pytest.approx(ours[clip_id]["end_time_seconds"], abs=1e-5)
+        assert clip["end"] == pytest.approx(ours[clip_id]["end"], abs=1e-5)
     assert len(beam[LONG_CLIP]["embedding"]) == 11 and len(beam["dog.wav"]["embedding"]) == 1
     assert differing <= _allowed_differences(values)
-    # The dead letters: the same clip ids and reasons as extract's errors.tsv.
-    beam_errors = _errors(sorted(beam_tfrecords.glob("errors-r001-*.tsv")))
-    assert beam_errors == _errors([extract_parquet / "errors.tsv"])
+    beam_errors = _errors(sorted(out.glob("_errors-r001-*.tsv")))
+    assert beam_errors == _errors([extract_parquet / "_errors.tsv"])
     assert set(beam_errors) == BAD_CLIPS
     assert "empty" in beam_errors["bad/empty.wav"]
+    assert not list(out.glob("beam-temp-*"))
+
+
+def test_beam_extract_equals_extract(beam_tfrecords: Path, extract_parquet: Path) -> None:
+    shards = sorted(beam_tfrecords.glob("*.tfrecord"))
+    assert [s.name for s in shards] == ["embeddings-r001-00000-of-00002.tfrecord",
+                                        "embeddings-r001-00001-of-00002.tfrecord"]
+    _check_against_extract(read_tfrecords(shards), beam_tfrecords, extract_parquet)
 
 
 def test_parquet_of_segments_equals_the_tfrecords(
@@ -146,7 +144,7 @@ def test_parquet_of_segments_equals_the_tfrecords(
                 "labels": pa.list_(pa.int64()), "embedding": pa.list_(pa.binary(128)),
                 "timestamps": pa.list_(pa.float64()), "raw": pa.list_(pa.list_(pa.float32(), 128))}
     assert {name: schema.field(name).type for name in schema.names} == expected
-    clips = read_parquet(sorted(out.glob("embeddings-r001-*.parquet")))
+    clips = read_dataset(out)  # the whole folder, errors files and lock beside the shards
     reference = read_tfrecords(sorted(beam_tfrecords.glob("*.tfrecord")))  # unsegmented
     assert set(clips) == set(reference)
     from vggish import Postprocessor
@@ -183,35 +181,93 @@ def test_skip_existing_processes_only_new_files(
     assert "files_planned=1," in err and "run r002: 1 files embedded, 0 failed" in err
     new = read_tfrecords(sorted(out.glob("embeddings-r002-*.tfrecord")))
     assert set(new) == {"new/added.wav"} and len(new["new/added.wav"]["embedding"]) == 2
-    assert not list(out.glob("errors-r002-*"))
+    assert not list(out.glob("_errors-r002-*"))
 
 
-def test_beam_tag_equals_tag(beam_tfrecords: Path, inputs: Path, synthetic_checkpoint: Path,
-                             tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def tagged(inputs: Path, synthetic_checkpoint: Path) -> dict[str, tuple[np.ndarray, dict]]:
+    """`tag` of every good input: {clip id: (its embeddings, what `tag --format json` prints for it)}."""
     from pipeline.formatting import to_json
     from pipeline.tagger import Tagger
 
-    out = tmp_path / "tags"
-    code = main(["beam-tag", str(beam_tfrecords), "-o", str(out), "--top-k", "527", "--direct_num_workers=1"])
-    assert code == 0
+    results = {}
+    with Tagger(synthetic_checkpoint) as tagger:
+        for clip_id in [*REAL_CLIPS, LONG_CLIP]:
+            result = tagger.tag(inputs / clip_id)
+            results[clip_id] = (result.embeddings.embedding, json.loads(to_json([result], top_k=527))[0])
+    return results
+
+
+def _check_tags(out: Path, features: Path, tagged: dict[str, tuple[np.ndarray, dict]]) -> None:
+    """beam-tag's JSON Lines in `out`, over the TFRecords in `features`, against `tag`: scores within 1e-5
+    for every clip whose embeddings are those `tag` computed."""
     lines = [json.loads(line) for f in sorted(out.glob("tags-r001-*.jsonl"))
              for line in f.read_text().splitlines()]
     beam = {item["file"]: item for item in lines}
-    records = read_tfrecords(sorted(beam_tfrecords.glob("*.tfrecord")))
-    assert set(beam) == set(records)
+    records = read_tfrecords(sorted(features.glob("*.tfrecord")))
+    assert set(beam) == set(records) == set(tagged)
     compared = 0
-    with Tagger(synthetic_checkpoint) as tagger:
-        for clip_id, record in records.items():
-            result = tagger.tag(inputs / clip_id)
-            if not np.array_equal(result.embeddings.embedding, record["embedding"]):
-                continue  # batch-composition rounding changed a level: not the same embeddings
-            expected = json.loads(to_json([result], top_k=527))[0]  # what `tag --format json` prints
-            assert set(expected) == set(beam[clip_id])
-            ours = {label["index"]: label["score"] for label in beam[clip_id]["labels"]}
-            theirs = {label["index"]: label["score"] for label in expected["labels"]}
-            assert set(ours) == set(theirs) == set(range(527))
-            assert max(abs(ours[i] - theirs[i]) for i in ours) <= 1e-5
-            top = [lab["mid"] for lab in expected["labels"][:3]]
-            assert [lab["mid"] for lab in beam[clip_id]["labels"][:3]] == top
-            compared += 1
+    for clip_id, record in records.items():
+        embedding, expected = tagged[clip_id]
+        if not np.array_equal(embedding, record["embedding"]):
+            continue  # batch-composition rounding changed a level: not the same embeddings
+        assert set(expected) == set(beam[clip_id])
+        ours = {label["index"]: label["score"] for label in beam[clip_id]["labels"]}
+        theirs = {label["index"]: label["score"] for label in expected["labels"]}
+        assert set(ours) == set(theirs) == set(range(527))
+        assert max(abs(ours[i] - theirs[i]) for i in ours) <= 1e-5
+        top = [lab["mid"] for lab in expected["labels"][:3]]
+        assert [lab["mid"] for lab in beam[clip_id]["labels"][:3]] == top
+        compared += 1
     assert compared >= len(records) - 1  # the long clip is scored over two windows
+
+
+def test_beam_tag_equals_tag(beam_tfrecords: Path, tagged: dict, tmp_path: Path) -> None:
+    out = tmp_path / "tags"
+    code = main(["beam-tag", str(beam_tfrecords), "-o", str(out), "--top-k", "527", "--direct_num_workers=1"])
+    assert code == 0
+    _check_tags(out, beam_tfrecords, tagged)
+
+
+# --- through Beam's PortableRunner, as on a cluster ---------------------------------------------------------
+@pytest.fixture(scope="module")
+def portable(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
+    """Beam's job service and an external SDK worker pool, separate processes on free local ports, stopped
+    (their whole process groups) however the tests end; yields the pipeline options that use them."""
+    from pipeline.beam.portable import local_portable_services
+
+    with local_portable_services(tmp_path_factory.mktemp("portable_logs")) as services:
+        yield services.pipeline_args()
+
+
+@pytest.fixture(scope="module")
+def portable_tfrecords(inputs: Path, synthetic_checkpoint: Path, portable: list[str],
+                       tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`audiotag beam-extract` (TFRecords) of the inputs through the PortableRunner."""
+    out = tmp_path_factory.mktemp("portable") / "out"
+    code = _run(["beam-extract", str(inputs), "-o", str(out), "--batch-size", "16", *portable],
+                synthetic_checkpoint)
+    assert code == EXIT_SOME_FAILED
+    return out
+
+
+def test_portable_beam_extract_equals_extract(portable_tfrecords: Path, extract_parquet: Path) -> None:
+    records = read_tfrecords(sorted(portable_tfrecords.glob("embeddings-r001-*.tfrecord")))
+    _check_against_extract(records, portable_tfrecords, extract_parquet)
+
+
+def test_portable_beam_extract_parquet_equals_extract(inputs: Path, synthetic_checkpoint: Path,
+                                                      portable: list[str], extract_parquet: Path,
+                                                      tmp_path: Path) -> None:
+    out = tmp_path / "parquet"
+    code = _run(["beam-extract", str(inputs), "-o", str(out), "--format", "parquet", "--batch-size", "16",
+                 *portable], synthetic_checkpoint)
+    assert code == EXIT_SOME_FAILED
+    _check_against_extract(read_dataset(out), out, extract_parquet)
+
+
+def test_portable_beam_tag_equals_tag(portable_tfrecords: Path, portable: list[str], tagged: dict,
+                                      tmp_path: Path) -> None:
+    out = tmp_path / "tags"
+    assert main(["beam-tag", str(portable_tfrecords), "-o", str(out), "--top-k", "527", *portable]) == 0
+    _check_tags(out, portable_tfrecords, tagged)

@@ -9,6 +9,8 @@ that runs unchanged on the local portable runner (multi-process) or on Dataflow,
 - stages: segment planning, decoding, the RunInference model handler, joining segments into clips, records.
 - extract: the beam-extract pipeline, its options, output naming, resume and exit status.
 - tag: the beam-tag pipeline (embeddings or audio -> JSON Lines).
+- portable: Beam's job service and an external SDK worker pool on this machine, to run either pipeline
+  through the PortableRunner as a cluster would (tests, benchmarks).
 
 Importing this package does not import Beam; its modules do.
 """

@@ -7,7 +7,6 @@ import Beam or TensorFlow; the commands do.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import re
 import sys
@@ -60,6 +59,7 @@ def _tag_arguments(p: argparse.ArgumentParser) -> None:
     add_batch_size(p)
     _add_segment_seconds(p, "audio sources: segment length for long files")
     add_cnn_threads(p, "audio sources: TensorFlow threads per worker process")
+    add_wait(p)
 
 
 def _add_segment_seconds(parser: argparse.ArgumentParser, help: str) -> None:
@@ -102,9 +102,8 @@ def _print_metrics(command: str, metrics: dict[str, int]) -> None:
 def beam_extract_command(args: argparse.Namespace) -> int:
     """`audiotag beam-extract`: runs the pipeline, then reports the run's counts and failures."""
     from pipeline.beam.extract import BeamExtractOptions, beam_extract
-    from pipeline.beam.sources import is_url, split_inputs
+    from pipeline.beam.sources import split_inputs
     from pipeline.errors import PipelineError
-    from safeio.lock import FolderLock
 
     checkpoint = checkpoint_location(args, checkpoint_path)
     local, urls = split_inputs(args.inputs)
@@ -115,11 +114,9 @@ def beam_extract_command(args: argparse.Namespace) -> int:
         out=args.output, format=args.format, raw=args.raw, labels=labels,
         segment_seconds=args.segment_seconds, num_shards=args.num_shards, batch_size=args.batch_size,
         skip_existing=args.skip_existing, cnn_threads=args.cnn_threads, beam_args=list(args.beam_args),
+        wait=args.wait,
     )
-    # A local output folder takes one run at a time, as for extract: two runs would pick the same run prefix.
-    # Object stores have no flock; there the user keeps runs apart.
-    with contextlib.nullcontext() if is_url(str(args.output)) else FolderLock(args.output, wait=args.wait):
-        report = beam_extract(local, urls, checkpoint, options)
+    report = beam_extract(local, urls, checkpoint, options)
     _print_metrics("audiotag beam-extract", report.metrics)
     done = "?" if report.clips_done is None else report.clips_done
     failed = "?" if report.clips_failed is None else report.clips_failed
@@ -129,7 +126,7 @@ def beam_extract_command(args: argparse.Namespace) -> int:
           file=sys.stderr)
     if report.failures_in_out:
         print(f"audiotag beam-extract: {report.failures_in_out} failed files are listed in "
-              f"{args.output}/errors-*.tsv", file=sys.stderr)
+              f"{args.output}/_errors*.tsv", file=sys.stderr)
         return EXIT_SOME_FAILED
     return EXIT_OK
 
@@ -141,7 +138,7 @@ def beam_tag_command(args: argparse.Namespace) -> int:
     options = BeamTagOptions(
         out=args.output, head=args.head, engine=args.engine, top_k=args.top_k, window_hop=args.window_hop,
         num_shards=args.num_shards, batch_size=args.batch_size, segment_seconds=args.segment_seconds,
-        cnn_threads=args.cnn_threads, beam_args=list(args.beam_args),
+        cnn_threads=args.cnn_threads, beam_args=list(args.beam_args), wait=args.wait,
     )
     report = beam_tag(args.sources, lambda: checkpoint_location(args, checkpoint_path), options)
     _print_metrics("audiotag beam-tag", report.metrics)

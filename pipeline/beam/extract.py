@@ -2,11 +2,16 @@
 
 match -> reshuffle -> plan segments -> reshuffle -> decode / resample / log-mel -> RunInference (VGGish,
 batches of patches spanning files) -> group by clip -> PCA + quantize -> records -> WriteToTFRecord or
-WriteToParquet; failures -> `OUT/errors-<run>-*.tsv`. Each run writes its shards under a new prefix,
+WriteToParquet; failures -> `OUT/_errors-<run>-*.tsv`. Each run writes its shards under a new prefix,
 `embeddings-<run>-SSSSS-of-NNNNN.<tfrecord|parquet>` with run = r001, r002, ...; with --skip-existing the
-clip ids already in OUT (records of any run, or of `audiotag extract`, and errors) are left out. A run that
-fails removes the temporary folders Beam's writers made for it in OUT (`beam-temp-<prefix>-<run>-<hex>`);
-finished files are never touched.
+clip ids already in OUT (records of any run, or of `audiotag extract`, and errors) are left out. Everything
+in OUT that is not a record starts with `_` or `.`, so a Parquet OUT is a dataset that pyarrow, pandas,
+DuckDB and Spark read whole (errors files of earlier versions, `errors-<run>-*.tsv`, are still read).
+
+Temporaries: a run that fails removes the temporary folders Beam's writers made for it in OUT
+(`beam-temp-<prefix>-<run>-<hex>`). A local OUT is locked for the run (safeio.lock), so the temporary
+folders found there at the start are those of runs that died (killed, or stopped with Ctrl-C), and are
+removed. Finished files are never touched.
 
 Runner: with no `--runner` among the Beam options, Beam's portable FnApiRunner in multi-process mode, one
 worker process per core (`--direct_num_workers` to change it); any other runner takes its own options.
@@ -14,11 +19,12 @@ worker process per core (`--direct_num_workers` to change it); any other runner 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,8 +35,10 @@ logger = logging.getLogger(__name__)
 
 RECORD_SUFFIXES = {"tfrecord": ".tfrecord", "parquet": ".parquet"}
 SHARD_TEMPLATE = "-SSSSS-of-NNNNN"
+ERRORS_PREFIX = "_errors"  # dead letters: `_` keeps them out of the dataset readers' view of OUT
 ERRORS_SUFFIX = ".tsv"
-_RUN_PATTERN = re.compile(r"^(?:embeddings|errors|tags)-r(\d+)-")
+_OUTPUT_PREFIXES = r"(?:embeddings|_?errors|tags)"  # errors-: what earlier versions wrote
+_RUN_PATTERN = re.compile(rf"^{_OUTPUT_PREFIXES}-r(\d+)-")
 _BEAM_TEMP_PREFIX = "beam-temp-"  # + the basename of an output prefix + "-" + a uuid1 in hex (FileBasedSink)
 PATCH_SECONDS = 0.96
 LOCAL_WORKER_LOG_LEVEL = "WARNING"  # Beam's workers log every bundle at INFO
@@ -54,6 +62,7 @@ class BeamExtractOptions:
     skip_existing: bool = False
     cnn_threads: int | None = None
     beam_args: list[str] = field(default_factory=list)
+    wait: bool = False
 
 
 @dataclass
@@ -131,9 +140,11 @@ def _match(pattern: str) -> list[str]:
 
 def existing_outputs(out: str) -> dict[str, list[str]]:
     """Files of earlier runs in `out`: {"tfrecord": [...], "parquet": [...], "errors": [...]}. Also finds
-    `audiotag extract` shards and its errors.tsv."""
+    `audiotag extract` shards and its errors report (`_errors.tsv` or `errors.tsv`), and the errors files of
+    earlier versions (`errors-<run>-*.tsv`)."""
     found = {fmt: _match(_join(out, f"embeddings-*{suffix}")) for fmt, suffix in RECORD_SUFFIXES.items()}
-    found["errors"] = _match(_join(out, "errors*.tsv"))
+    found["errors"] = sorted(_match(_join(out, f"{ERRORS_PREFIX}*{ERRORS_SUFFIX}"))
+                             + _match(_join(out, f"errors*{ERRORS_SUFFIX}")))
     return found
 
 
@@ -144,11 +155,13 @@ def next_run_name(out: str, prefix: str = "embeddings") -> str:
     return f"r{max(numbers, default=0) + 1:03d}"
 
 
-def beam_temporaries(out: str, run: str) -> set[str]:
-    """Beam's temporary folders for run `run` in `out`: `beam-temp-<embeddings|errors|tags>-<run>-<hex>`, one
-    per output prefix (its writers put the shards there and delete the folder once they are renamed into
-    place). A local folder is listed; in an object store a folder is found by the files in it."""
-    pattern = re.compile(rf"{_BEAM_TEMP_PREFIX}(?:embeddings|errors|tags)-{re.escape(run)}-[0-9a-f]+")
+def beam_temporaries(out: str, run: str | None = None) -> set[str]:
+    """Beam's temporary folders in `out` of run `run` (None: of any run):
+    `beam-temp-<embeddings|_errors|tags>-<run>-<hex>`, one per output prefix (its writers put the shards
+    there and delete the folder once they are renamed into place). A local folder is listed; in an object
+    store a folder is found by the files in it."""
+    runs = r"r\d+" if run is None else re.escape(run)
+    pattern = re.compile(rf"{_BEAM_TEMP_PREFIX}{_OUTPUT_PREFIXES}-{runs}-[0-9a-f]+")
     if not is_url(out):
         try:
             names = os.listdir(out)
@@ -157,8 +170,27 @@ def beam_temporaries(out: str, run: str) -> set[str]:
         return {os.path.join(out, name) for name in names if pattern.fullmatch(name)}
     from apache_beam.io.filesystems import FileSystems
 
-    folders = {FileSystems.split(path)[0] for path in _match(_join(out, f"{_BEAM_TEMP_PREFIX}*-{run}-*/*"))}
+    files = _match(_join(out, f"{_BEAM_TEMP_PREFIX}*-{run or 'r'}*/*"))
+    folders = {FileSystems.split(path)[0] for path in files}
     return {folder for folder in folders if pattern.fullmatch(FileSystems.split(folder)[1])}
+
+
+@contextlib.contextmanager
+def locked_output(out: str, wait: bool = False) -> Iterator[None]:
+    """Hold a local output folder's lock (safeio.lock) for the block, and first remove the temporary folders
+    that dead runs left in it: with the lock held, no other local run is writing there. An object store has
+    no lock and is left as it is: there the user keeps runs apart."""
+    if is_url(out):
+        yield
+        return
+    from safeio.lock import FolderLock
+
+    with FolderLock(out, wait=wait):
+        dead = beam_temporaries(out)
+        if dead:
+            logger.warning("%s: removing %d temporary folders of runs that did not finish", out, len(dead))
+            remove_folders(dead)
+        yield
 
 
 def remove_folders(folders: Iterable[str]) -> None:
@@ -216,7 +248,8 @@ def read_done_ids(p: Any, existing: Mapping[str, list[str]], out: str) -> Any:
                                                                           columns=["video_id"])
                        | "Parquet ids" >> beam.Map(lambda row: row["video_id"]))
     if existing["errors"]:
-        sources.append(p | "Read failed" >> beam.io.ReadFromText(_join(out, "errors*.tsv"))
+        sources.append(p | "Errors files" >> beam.Create(existing["errors"])
+                       | "Read failed" >> beam.io.ReadAllFromText()
                        | "Failed ids" >> beam.FlatMap(_clip_id_of_error_line))
     if not sources:
         return None
@@ -286,16 +319,17 @@ def embed_clips(inputs: Any, checkpoint: str, *, hop_seconds: float, segment_sec
 
 
 def write_failures(failures: Any, out: str, run: str) -> None:
-    """(path, clip_id, reason) -> OUT/errors-<run>-SSSSS-of-NNNNN.tsv (no file when nothing failed)."""
+    """(path, clip_id, reason) -> OUT/_errors-<run>-SSSSS-of-NNNNN.tsv (no file when nothing failed)."""
     import apache_beam as beam
 
     from pipeline.beam import stages
     from pipeline.errorlog import HEADER
 
     (failures | "Error lines" >> beam.Map(stages.error_line)
-     | "Write errors" >> beam.io.WriteToText(_join(out, f"errors-{run}"), file_name_suffix=ERRORS_SUFFIX,
-                                             shard_name_template=SHARD_TEMPLATE, header=HEADER.rstrip("\n"),
-                                             skip_if_empty=True))
+     | "Write errors" >> beam.io.WriteToText(_join(out, f"{ERRORS_PREFIX}-{run}"),
+                                             file_name_suffix=ERRORS_SUFFIX,
+                                             shard_name_template=SHARD_TEMPLATE,
+                                             header=HEADER.rstrip("\n"), skip_if_empty=True))
 
 
 def write_records(clips: Any, options: BeamExtractOptions, run: str) -> None:
@@ -389,7 +423,7 @@ def run_and_report(pipeline: Any, out: str, run: str, started: float, *, done_co
     metrics = metrics_of(result)
     errors = existing_outputs(out)["errors"]
     if failures_of_run_only:
-        errors = [path for path in errors if f"errors-{run}-" in path]
+        errors = [path for path in errors if f"{ERRORS_PREFIX}-{run}-" in path]
     return BeamReport(
         run=run,
         clips_done=metrics.get(done_counter) if metrics else None,
@@ -404,13 +438,21 @@ def run_and_report(pipeline: Any, out: str, run: str, started: float, *, done_co
 
 def beam_extract(local: Sequence[tuple[str, str]], urls: Sequence[UrlInput], checkpoint: str,
                  options: BeamExtractOptions) -> BeamReport:
-    """Build and run the beam-extract pipeline over local (path, clip_id) inputs and URL inputs."""
-    import apache_beam as beam
-
+    """Build and run the beam-extract pipeline over local (path, clip_id) inputs and URL inputs; a local
+    output folder is locked for the run (locked_output; FolderBusyError unless options.wait)."""
     if options.format not in RECORD_SUFFIXES:
         raise PipelineError(f"unknown format {options.format!r}; choose tfrecord or parquet")
     if options.segment_seconds < 2 * PATCH_SECONDS:
         raise PipelineError("--segment-seconds must be at least 1.92 (two patches)")
+    with locked_output(options.out, options.wait):
+        return _beam_extract_locked(local, urls, checkpoint, options)
+
+
+def _beam_extract_locked(local: Sequence[tuple[str, str]], urls: Sequence[UrlInput], checkpoint: str,
+                         options: BeamExtractOptions) -> BeamReport:
+    """beam_extract() while no other local run writes into the output folder."""
+    import apache_beam as beam
+
     started = time.monotonic()
     existing = check_output_folder(options)
     run = next_run_name(options.out)

@@ -5,8 +5,9 @@ itself), Parquet files of pipeline.parquet's schema, or audio inputs (embedded f
 stages). Output: `OUT/tags-<run>-SSSSS-of-NNNNN.jsonl`, one JSON object per clip with the schema of
 `audiotag tag --format json` ({"file", "duration", "labels": [{"index", "mid", "name", "score"}]}), where
 "file" is the clip id (`video_id`); clips longer than 10 patches are scored as `tag` does (max over
-10-patch windows, hop --window-hop). Clips that cannot be scored go to `OUT/errors-<run>-*.tsv`. A run that
-fails removes its own temporary folders in OUT, as beam-extract's do (pipeline.beam.extract.run_pipeline).
+10-patch windows, hop --window-hop). Clips that cannot be scored go to `OUT/_errors-<run>-*.tsv`. A local
+OUT is locked for the run, and temporary folders are cleaned up as beam-extract's are
+(pipeline.beam.extract.locked_output, run_pipeline).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pipeline.beam.extract import (
     BeamReport,
     _join,
     _match,
+    locked_output,
     make_pipeline_options,
     next_run_name,
     run_and_report,
@@ -57,6 +59,7 @@ class BeamTagOptions:
     cnn_threads: int | None = None
     hop_seconds: float = 0.96
     beam_args: list[str] = field(default_factory=list)
+    wait: bool = False
 
 
 def source_kind(source: str) -> tuple[str, str]:
@@ -166,7 +169,15 @@ def _embedding_clips(p: Any, kind: str, pattern: str, index: int) -> Any:
 
 
 def beam_tag(sources: Sequence[str], checkpoint: Callable[[], str], options: BeamTagOptions) -> BeamReport:
-    """Build and run the beam-tag pipeline; `checkpoint()` gives the VGGish checkpoint (for audio sources)."""
+    """Build and run the beam-tag pipeline; `checkpoint()` gives the VGGish checkpoint (for audio sources).
+    A local output folder is locked for the run (FolderBusyError unless options.wait)."""
+    with locked_output(options.out, options.wait):
+        return _beam_tag_locked(sources, checkpoint, options)
+
+
+def _beam_tag_locked(sources: Sequence[str], checkpoint: Callable[[], str],
+                     options: BeamTagOptions) -> BeamReport:
+    """beam_tag() while no other local run writes into the output folder."""
     from pipeline.beam.extract import audio_inputs, embed_clips, write_failures
     from pipeline.beam.sources import split_inputs
 

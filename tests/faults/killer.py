@@ -7,7 +7,10 @@ MOMENT:
   temporary file complete on disk (safeio.atomic's os.replace);
 - `during-merge`  just after the HDF5 merge's child process has started (it then notices and stops, or
   finishes first: both must leave a folder that the rerun completes);
-- `after-merge`  right after the merged `embeddings.h5` is in place, before the parts are deleted.
+- `after-merge`  right after the merged `embeddings.h5` is in place, before the parts are deleted;
+- `beam-records:OUT`  once a Beam bundle has finished and a `beam-temp-embeddings-*` folder in OUT holds a
+  file with records (closed by its writer, not yet renamed into place): SIGKILL to the whole process group,
+  Beam's worker processes included. The process must lead its own session (Popen start_new_session=True).
 """
 
 from __future__ import annotations
@@ -23,10 +26,29 @@ def _die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+def _kill_group_once_written(out: Path) -> None:
+    """Patch Beam's local runner: after each bundle, SIGKILL the process group if records are written."""
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+
+    if os.getsid(0) != os.getpid():
+        raise SystemExit("beam-records: start this process in a session of its own (start_new_session=True)")
+    original = fn_runner.FnApiRunner._execute_bundle
+
+    def execute_bundle(self, *args, **kwargs):
+        result = original(self, *args, **kwargs)
+        if any(path.stat().st_size for path in out.glob("beam-temp-embeddings-*/*")):
+            os.killpg(0, signal.SIGKILL)
+        return result
+
+    fn_runner.FnApiRunner._execute_bundle = execute_bundle
+
+
 def _arm(moment: str) -> None:
     import pipeline.writers
 
-    if moment.startswith("before-rename:"):
+    if moment.startswith("beam-records:"):
+        _kill_group_once_written(Path(moment.split(":", 1)[1]))
+    elif moment.startswith("before-rename:"):
         _, name, nth = moment.split(":")
         seen = []
         original = os.replace
