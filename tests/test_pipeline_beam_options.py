@@ -71,14 +71,16 @@ def test_run_names_and_refusals(tmp_path: Path) -> None:
 
     assert next_run_name(str(tmp_path)) == "r001"
     (tmp_path / "embeddings-r001-00000-of-00001.tfrecord").write_bytes(b"")
-    (tmp_path / "errors-r007-00000-of-00001.tsv").write_text("path\tclip_id\treason\n")
+    (tmp_path / "errors-r007-00000-of-00001.tsv").write_text("path\tclip_id\treason\n")  # earlier versions
     assert next_run_name(str(tmp_path)) == "r008"
+    (tmp_path / "_errors-r008-00000-of-00001.tsv").write_text("path\tclip_id\treason\n")
+    assert next_run_name(str(tmp_path)) == "r009"
     with pytest.raises(PipelineError, match="--skip-existing"):
         check_output_folder(BeamExtractOptions(out=str(tmp_path)))
     with pytest.raises(PipelineError, match="tfrecord records"):
         check_output_folder(BeamExtractOptions(out=str(tmp_path), format="parquet", skip_existing=True))
     found = check_output_folder(BeamExtractOptions(out=str(tmp_path), skip_existing=True))
-    assert len(found["tfrecord"]) == 1 and len(found["errors"]) == 1
+    assert len(found["tfrecord"]) == 1 and len(found["errors"]) == 2
 
 
 def test_a_checkpoint_url_goes_to_the_workers_as_it_is(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,4 +1,5 @@
-"""The HDF5 writer's merge of a previous output with new clips, read back in chunks (no model needed)."""
+"""The HDF5 writer's merge of a previous output with new clips, read back in chunks; Parquet shards; the
+errors report's name (no model needed)."""
 
 from __future__ import annotations
 
@@ -88,3 +89,15 @@ def test_parquet_shards_are_written_when_complete_and_read_back_with_pyarrow(tmp
                                 checkpoint_status="synthetic", files_per_shard=2)
     assert again.finished_ids() == set(clip_ids)
     assert not list(tmp_path.glob(".*.part"))
+
+
+def test_a_parquet_folder_has_its_errors_report_hidden_and_an_old_one_renamed(tmp_path: Path) -> None:
+    from pipeline.errorlog import ErrorLog
+
+    (tmp_path / "errors.tsv").write_text("path\tclip_id\treason\nin/a.wav\ta.wav\tempty file\n")
+    log = ErrorLog(tmp_path, "parquet")  # a folder written when the report was still errors.tsv
+    assert log.path == tmp_path / "_errors.tsv" and log.failed == {"a.wav": "empty file"}
+    assert not (tmp_path / "errors.tsv").exists()
+    log.add("in/b.wav", "b.wav", "not audio")
+    assert ErrorLog(tmp_path, "parquet").failed == {"a.wav": "empty file", "b.wav": "not audio"}
+    assert ErrorLog(tmp_path / "h5", "hdf5").path.name == "errors.tsv"
