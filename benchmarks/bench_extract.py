@@ -15,7 +15,7 @@ For each input kind (10-s clips at 44.1 kHz stereo and at 16 kHz mono, generated
 - the CNN-only limit (--limit-clips, default 91 clips = 910 patches): whole processes, alternately,
   `audiotag extract` on the clips against a process that only imports, loads the model and runs the CNN on
   as many patches (--only-limit runs just this; the issue's target: extract >= 0.85 of the limit at
-  44.1 kHz stereo, >= 0.9 at 16 kHz mono).
+  44.1 kHz stereo, >= 0.9 at 16 kHz mono); --vggish-engine lite runs both on LiteRT.
 Each repeat measures the stage costs, runs the serial loop and `extract()`, then measures the stage costs
 again; its bound uses the mean of the two, because this machine's speed drifts between moments (2x seen).
 The repeat with the fastest `extract` is reported, with its own serial run and bound; all repeats are
@@ -187,7 +187,7 @@ class TreeCPU:
 
 
 def run_cli_extract(
-    inputs: list[Path], out: Path, checkpoint: Path, workers: int | None, batch_size: int
+    inputs: list[Path], out: Path, checkpoint: Path, workers: int | None, batch_size: int, engine: str = "tf"
 ) -> tuple[float, int]:
     """Run `audiotag extract` on the files as a subprocess: (wall seconds, peak tree RSS bytes)."""
     listing = out.with_suffix(".txt")
@@ -207,6 +207,8 @@ def run_cli_extract(
         "--batch-size",
         str(batch_size),
         "--no-progress",
+        "--vggish-engine",
+        engine,
     ]
     if workers:
         command += ["--workers", str(workers)]
@@ -265,21 +267,23 @@ import sys
 import numpy as np
 import vggish
 from pipeline.extract import default_cnn_threads
-checkpoint, patches, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-with vggish.VGGish(checkpoint, intra_op_threads=default_cnn_threads(), inter_op_threads=1) as model:
+checkpoint, patches, batch, engine = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+threads = default_cnn_threads()
+with vggish.load_embedder(checkpoint, engine, intra_op_threads=threads, inter_op_threads=1) as model:
     model.embed(np.zeros((patches, 96, 64), np.float32), batch_size=batch)
 """
 
 
 def cnn_limit(paths: list[Path], tmp: Path, checkpoint: Path, workers: int | None, batch_size: int,
-              pairs: int) -> dict[str, object]:
-    """Whole processes, alternately: `audiotag extract` on the files against a process that only imports,
-    loads the model (the CLI's threads) and runs the CNN on as many patches; medians of wall time."""
+              pairs: int, engine: str = "tf") -> dict[str, object]:
+    """Whole processes, alternately: `audiotag extract --vggish-engine ENGINE` on the files against a process
+    that only imports, loads the model on the same engine (the CLI's threads) and runs the CNN on as many
+    patches; medians of wall time."""
     audio_seconds = sum(sf.info(str(p)).frames / sf.info(str(p)).samplerate for p in paths)
     extract_walls, cnn_walls = [], []
     for pair in range(pairs):
         out = tmp / f"limit-{pair}"
-        wall, _ = run_cli_extract(paths, out, checkpoint, workers, batch_size)
+        wall, _ = run_cli_extract(paths, out, checkpoint, workers, batch_size, engine)
         extract_walls.append(wall)
         patches = 0  # as many as extract embedded
         for npz in out.rglob("*.npz"):
@@ -287,11 +291,12 @@ def cnn_limit(paths: list[Path], tmp: Path, checkpoint: Path, workers: int | Non
                 patches += len(z["embedding"])
         shutil.rmtree(out, ignore_errors=True)
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-c", CNN_ONLY, str(checkpoint), str(patches), str(batch_size)],
-                       check=True, stderr=subprocess.DEVNULL)
+        subprocess.run([sys.executable, "-c", CNN_ONLY, str(checkpoint), str(patches), str(batch_size),
+                        engine], check=True, stderr=subprocess.DEVNULL)
         cnn_walls.append(time.perf_counter() - start)
     extract_wall, cnn_wall = statistics.median(extract_walls), statistics.median(cnn_walls)
     return {
+        "vggish_engine": engine,
         "files": len(paths),
         "patches": patches,
         "extract_x_realtime": round(audio_seconds / extract_wall, 1),
@@ -324,6 +329,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="alternating extract / CNN-only process pairs (default 3; 0 skips it)")
     parser.add_argument("--only-limit", action="store_true",
                         help="only the CNN-only-limit comparison (skip stage costs, serial loop, RSS)")
+    parser.add_argument("--vggish-engine", choices=("tf", "lite"), default="tf",
+                        help="the VGGish engine of the CNN-only-limit comparison, both sides (default tf)")
     args = parser.parse_args(argv)
 
     from pipeline.extract import default_workers
@@ -345,13 +352,17 @@ def main(argv: list[str] | None = None) -> int:
 
             checkpoint = write_synthetic_checkpoint(tmp / "synthetic.ckpt", seed=0)
             print("using a SYNTHETIC checkpoint (same architecture and cost as the release)", flush=True)
+        if args.vggish_engine == "lite":
+            from vggish import lite_cache
+
+            lite_cache.ensure(checkpoint)  # built before timing, cached beside the checkpoint
         for kind in args.kinds:
             rate, channels = KINDS[kind]
             paths = generate_clips(tmp / kind, max(args.clips, args.limit_clips), rate, channels)
             limit_paths, paths = paths[: args.limit_clips], paths[: args.clips]
             if args.limit_pairs:
                 limit = cnn_limit(limit_paths, tmp, checkpoint, args.workers, args.batch_size,
-                                  args.limit_pairs)
+                                  args.limit_pairs, args.vggish_engine)
                 print(json.dumps({kind: {"cnn_only_limit": limit}}, indent=2), flush=True)
                 figures.setdefault("cnn_only_limit", {})[kind] = limit
             if args.only_limit:

@@ -1,12 +1,15 @@
 """Benchmark of the VGGish front end and CNN (run by hand; prints figures).
 
-    python3 benchmarks/bench_vggish.py [--checkpoint PATH] [--skip-rss] [--rss-hours 2]
+    python3 benchmarks/bench_vggish.py [--checkpoint PATH] [--skip-rss] [--rss-hours 2] [--engines tf lite]
+        [--cnn-threads 2] [--lite-front-end]
 
 1. Front end on a generated 44.1 kHz stereo PCM-16 WAV: decode, resample to 16 kHz, log-mel +
-   examples, each as x real time (seconds of audio per second of wall time).
-2. CNN throughput at batch sizes 1/8/32/128: patches/s and GFLOP/s at params.GFLOP_PER_EXAMPLE.
+   examples, each as x real time (seconds of audio per second of wall time). --lite-front-end: the log-mel
+   and the PCA of a 10-s clip in a TF-Lite flatbuffer (vggish.tf_frontend, float32) against numpy.
+2. CNN throughput at batch sizes 1/8/32/128 per engine (TensorFlow, LiteRT with XNNPACK; --cnn-threads
+   each, taking turns): patches/s, GFLOP/s at params.GFLOP_PER_EXAMPLE and LiteRT's ratio to TensorFlow.
    Without --checkpoint it uses a SYNTHETIC checkpoint (random weights; same graph and speed as the
-   released model, meaningless numbers).
+   released model, meaningless numbers); its LiteRT conversion is built first when missing.
 3. Peak RSS of a fresh process that loads the model and embeds a generated `--rss-hours` long
    44.1 kHz stereo file with VGGish.embed_file: ru_maxrss and /proc's VmHWM. On Linux ru_maxrss
    survives exec, so a child would report its parent's peak if that were higher: this step runs
@@ -92,23 +95,91 @@ def bench_front_end(directory: Path, seconds: float) -> None:
         print(f"  {name:<22} {elapsed:7.2f} s  {seconds / elapsed:8.0f} x real time")
 
 
-def bench_cnn(checkpoint: Path, min_seconds: float) -> None:
+def bench_cnn(checkpoint: Path, min_seconds: float, engines: list[str], threads: int) -> None:
+    """Patches/s of each engine's CNN at each batch size; the engines take turns per batch size (same
+    moment, same load), each with `threads` threads (TensorFlow: intra-op, one inter-op; LiteRT: XNNPACK)."""
     import vggish
 
     rng = np.random.default_rng(0)
     examples = rng.normal(-2.0, 2.0, size=(128, params.NUM_FRAMES, params.NUM_BANDS)).astype(np.float32)
-    with vggish.VGGish(checkpoint) as model:
-        print(f"CNN ({'SYNTHETIC weights' if model.synthetic else checkpoint}), all cores:")
-        for batch_size in (1, 8, 32, 128):
-            batch = examples[:batch_size]
-            model.embed(batch, batch_size)  # warm-up: allocations, kernel selection
+    models = {engine: vggish.load_embedder(checkpoint, engine, intra_op_threads=threads, inter_op_threads=1)
+              for engine in engines}
+    weights = "SYNTHETIC weights" if next(iter(models.values())).synthetic else checkpoint
+    print(f"CNN ({weights}), {threads} thread(s), engines {', '.join(engines)}:")
+    for batch_size in (1, 8, 32, 128):
+        batch = examples[:batch_size]
+        rates = {}
+        for engine, model in models.items():
+            model.embed(batch, batch_size)  # warm-up: allocations, kernel selection, LiteRT's weight packing
             done, start = 0, time.perf_counter()
             while done == 0 or time.perf_counter() - start < min_seconds:
                 model.embed(batch, batch_size)
                 done += batch_size
-            rate = done / (time.perf_counter() - start)
-            gflops = rate * params.GFLOP_PER_EXAMPLE
-            print(f"  batch {batch_size:>3}: {rate:7.1f} patches/s  {gflops:7.1f} GFLOP/s")
+            rates[engine] = done / (time.perf_counter() - start)
+        figures = "  ".join(f"{engine} {rate:7.1f} patches/s ({rate * params.GFLOP_PER_EXAMPLE:5.1f} GFLOP/s)"
+                            for engine, rate in rates.items())
+        ratio = f"  lite / tf {rates['lite'] / rates['tf']:.2f}" if {"lite", "tf"} <= rates.keys() else ""
+        print(f"  batch {batch_size:>3}: {figures}{ratio}")
+    for model in models.values():
+        model.close()
+
+
+LITE_FRONT_END = r"""
+import statistics, sys, time
+import numpy as np
+import soundfile as sf
+import tensorflow as tf
+from ai_edge_litert.interpreter import Interpreter
+import vggish
+from vggish import resample, tf_frontend
+
+postprocessor = vggish.Postprocessor()
+
+def log_mel(waveform):  # the signature keys are the functions' names
+    return {"examples": tf_frontend.waveform_to_examples(waveform, tf.float32)}
+
+def pca(raw):
+    return {"embedding": tf_frontend.postprocess(raw, postprocessor, tf.float32)}
+
+functions = [tf.function(log_mel, input_signature=[tf.TensorSpec([None], tf.float32, name="waveform")]),
+             tf.function(pca, input_signature=[tf.TensorSpec([None, 128], tf.float32, name="raw")])]
+converter = tf.lite.TFLiteConverter.from_concrete_functions([f.get_concrete_function() for f in functions],
+                                                            tf.Module())
+converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+interpreter = Interpreter(model_content=converter.convert(), num_threads=int(sys.argv[2]))
+front_end, pca = (interpreter.get_signature_runner(key) for key in ("log_mel", "pca"))
+data, rate = sf.read(sys.argv[1], dtype="float64")
+samples = resample.resample(data.mean(axis=1), rate)  # 16 kHz: the resampler is numpy either way
+raw = np.random.default_rng(0).normal(0.0, 0.4, (10, 128)).astype(np.float32)
+
+def numpy_way():
+    return vggish.waveform_to_examples(samples, 16000), postprocessor.postprocess(raw)
+
+def flatbuffer_way():
+    return front_end(waveform=samples.astype(np.float32))["examples"], pca(raw=raw)["embedding"]
+
+times = {numpy_way: [], flatbuffer_way: []}
+for _ in range(3):
+    numpy_way(), flatbuffer_way()
+for _ in range(int(sys.argv[3])):
+    for way, spent in times.items():
+        start = time.perf_counter(); way(); spent.append(time.perf_counter() - start)
+(mel, quantized), (lite_mel, lite_quantized) = numpy_way(), flatbuffer_way()
+numpy_ms, lite_ms = (1e3 * statistics.median(v) for v in times.values())
+levels = np.abs(quantized.astype(int) - lite_quantized.astype(int)).max()
+print(f"  numpy log-mel + PCA      {numpy_ms:7.2f} ms")
+print(f"  flatbuffer log-mel + PCA {lite_ms:7.2f} ms  ({lite_ms / numpy_ms:.2f} x numpy's time; "
+      f"log-mel max |diff| {np.abs(mel - lite_mel).max():.1e}, PCA max level diff {levels})")
+"""
+
+
+def bench_lite_front_end(directory: Path, threads: int, rounds: int) -> None:
+    """The log-mel front end and the PCA in a TF-Lite flatbuffer (vggish.tf_frontend, float32) against numpy,
+    on a 10-s 44.1 kHz stereo clip resampled to 16 kHz (alternating calls, medians), in a subprocess."""
+    path = write_test_wav(directory / "ten_seconds.wav", 10.0, seed=2)
+    print(f"front end of a 10-s 44.1 kHz clip, numpy against a flatbuffer ({threads} thread(s), medians of "
+          f"{rounds}):", flush=True)
+    subprocess.run([sys.executable, "-c", LITE_FRONT_END, str(path), str(threads), str(rounds)], check=True)
 
 
 def bench_rss(checkpoint: Path, directory: Path, hours: float, threads: int) -> None:
@@ -130,6 +201,13 @@ def main() -> None:
     parser.add_argument("--cnn-seconds", type=float, default=3.0, help="minimum timing per batch size")
     parser.add_argument("--rss-hours", type=float, default=2.0)
     parser.add_argument("--rss-threads", type=int, default=1, help="intra-op threads for the RSS run")
+    parser.add_argument("--engines", nargs="+", choices=("tf", "lite"), default=["tf", "lite"],
+                        help="VGGish engines timed by the CNN benchmark (default: tf lite)")
+    parser.add_argument("--cnn-threads", type=int, default=2,
+                        help="threads of each CNN engine (default 2: XNNPACK's / TensorFlow's intra-op)")
+    parser.add_argument("--lite-front-end", action="store_true",
+                        help="also the log-mel + PCA in a TF-Lite flatbuffer against numpy")
+    parser.add_argument("--lite-front-end-rounds", type=int, default=30)
     parser.add_argument("--skip-cnn", action="store_true")
     parser.add_argument("--skip-rss", action="store_true")
     args = parser.parse_args()
@@ -142,8 +220,10 @@ def main() -> None:
         if not args.skip_rss:
             bench_rss(checkpoint, directory, args.rss_hours, args.rss_threads)
         bench_front_end(directory, args.front_end_seconds)
+        if args.lite_front_end:
+            bench_lite_front_end(directory, args.cnn_threads, args.lite_front_end_rounds)
         if not args.skip_cnn:
-            bench_cnn(checkpoint, args.cnn_seconds)
+            bench_cnn(checkpoint, args.cnn_seconds, args.engines, args.cnn_threads)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from pipeline.cli_options import (
     add_cnn_threads,
     add_extract_io,
     add_labels_csv,
+    add_vggish_engine,
     add_wait,
     positive_int,
 )
@@ -27,7 +28,8 @@ def _extract_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--files-per-shard", type=positive_int, default=256,
                    help="TFRecord / Parquet shard size (default %(default)s)")
     add_labels_csv(p, "labels CSV (id,labels) for the TFRecord labels")
-    add_cnn_threads(p, "TensorFlow threads for the CNN (default: one per core)")
+    add_cnn_threads(p, "threads for the CNN (default: one per core)")
+    add_vggish_engine(p, default="tf")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_wait(p)
 
@@ -53,10 +55,10 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
 
 def _run_extract(args: argparse.Namespace, inputs: Sequence, labels: dict[str, list[int]] | None) -> int:
-    import vggish
     from pipeline import frontend
     from pipeline.extract import ExtractOptions, default_cnn_threads, extract
     from vggish.checkpoint import checkpoint_status
+    from vggish.engines import load_embedder
 
     checkpoint = checkpoint_path(args)
     frontend.prestart()  # the workers' warm-up overlaps loading the model
@@ -73,7 +75,7 @@ def _run_extract(args: argparse.Namespace, inputs: Sequence, labels: dict[str, l
     if args.workers is not None:
         options.workers = args.workers
     threads = args.cnn_threads or default_cnn_threads()
-    with vggish.VGGish(checkpoint, intra_op_threads=threads, inter_op_threads=1) as model:
+    with load_embedder(checkpoint, args.vggish_engine, intra_op_threads=threads, inter_op_threads=1) as model:
         report = extract(inputs, model, options, checkpoint_status=checkpoint_status(checkpoint))
     rate = report.audio_seconds / max(report.wall_seconds, 1e-9)
     print(

@@ -1,4 +1,5 @@
-"""`audiotag download-models` and `audiotag info`: the VGGish checkpoint, versions and paths."""
+"""`audiotag download-models` and `audiotag info`: the VGGish checkpoint and its LiteRT conversion, versions
+and paths."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipeline.cli_common import EXIT_OK
+from pipeline.cli_common import EXIT_OK, logger
 from pipeline.cli_options import Command
 
 
@@ -17,10 +18,19 @@ def _download_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_download_models(args: argparse.Namespace) -> int:
-    """`audiotag download-models`: prints the checkpoint's path."""
+    """`audiotag download-models`: downloads the checkpoint, builds its LiteRT conversion (unless cached),
+    prints the checkpoint's path."""
+    from vggish import lite_cache
     from vggish.download import download_checkpoint
+    from vggish.engines import litert_missing
 
     path = download_checkpoint(args.dest, progress=sys.stderr.isatty())
+    if why := litert_missing():
+        logger.warning("no LiteRT conversion built: %s", why)
+    else:
+        conversion = lite_cache.ensure(path)
+        print(f"audiotag: LiteRT conversion of the checkpoint: {conversion.path or '(not cached)'}",
+              file=sys.stderr)
     print(path)
     return EXIT_OK
 
@@ -35,7 +45,9 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 COMMANDS = (
     Command("download-models", cmd_download_models, _download_arguments,
-            help="download the released VGGish checkpoint",
-            description="Download, verify (size, sha256) and cache the released VGGish checkpoint."),
-    Command("info", cmd_info, None, help="versions, data and model paths, checkpoint status"),
+            help="download the released VGGish checkpoint and convert it to LiteRT",
+            description="Download, verify (size, sha256) and cache the released VGGish checkpoint, then "
+            "build and cache its LiteRT conversion (what tag runs by default)."),
+    Command("info", cmd_info, None,
+            help="versions, data and model paths, checkpoint status, the VGGish engine"),
 )

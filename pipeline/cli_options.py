@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from classifier.lite import ENGINES
+from vggish.params import DEFAULT_ENGINE as VGGISH_DEFAULT_ENGINE
+from vggish.params import ENGINES as VGGISH_ENGINES
 
 Number = TypeVar("Number", int, float)
 
@@ -142,6 +144,17 @@ def add_engine(parser: argparse.ArgumentParser) -> None:
         default="numpy",
         help="how the head predicts: numpy (exact, the default), lite (TF-Lite float32) or lite-int8 "
         "(TF-Lite with int8 weights, several times faster; compiled once per head and cached)",
+    )
+
+
+def add_vggish_engine(parser: argparse.ArgumentParser, default: str = VGGISH_DEFAULT_ENGINE) -> None:
+    """--vggish-engine: what runs the VGGish CNN (vggish.params.ENGINES)."""
+    parser.add_argument(
+        "--vggish-engine",
+        choices=VGGISH_ENGINES,
+        default=default,
+        help="what runs the VGGish CNN: lite (LiteRT on a conversion of the checkpoint, built once and "
+        "cached beside it), tf (TensorFlow) or auto (lite when it can be used, else tf; default %(default)s)",
     )
 
 

@@ -20,6 +20,7 @@ from pipeline.cli_options import (
     add_format,
     add_head,
     add_top_k,
+    add_vggish_engine,
     add_window_hop,
     positive_int,
 )
@@ -65,6 +66,7 @@ def _tag_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--channels", type=positive_int, default=None, help="channels of --raw-format input")
     add_head(p)
     add_engine(p)
+    add_vggish_engine(p)
     add_window_hop(p, over="files")
 
 
@@ -76,6 +78,7 @@ def _listen_arguments(p: argparse.ArgumentParser) -> None:
     add_top_k(p, per="patch")
     p.add_argument("--events", action="store_true", help="sound events as they open and close")
     add_head(p)
+    add_vggish_engine(p)
 
 
 def _plot_path(base: Path, source: str, count: int) -> Path:
@@ -106,11 +109,26 @@ def _tagger(args: argparse.Namespace):
 
     return Tagger(checkpoint_path(args), head=args.head, window_hop=args.window_hop, rollup=args.rollup,
                   classes=args.classes, exclude=args.exclude or (), min_score=args.min_score,
-                  engine=args.engine)
+                  engine=args.engine, vggish_engine=args.vggish_engine)
 
 
 def cmd_tag(args: argparse.Namespace) -> int:
-    """`audiotag tag`: the top labels of each FILE (or `--stream`: JSON lines as the input is read)."""
+    """`audiotag tag`: the top labels of each FILE (or `--stream`: JSON lines as the input is read).
+
+    numpy's BLAS gets one thread: the head's, the PCA's and the resampler's products are small, and a second
+    BLAS thread only spins against the CNN's threads (docs: Performance, "Start-up").
+    """
+    from threadpoolctl import threadpool_limits
+
+    if args.files.count("-") > 1:
+        raise UserError("standard input (-) can be read only once")
+    raw = _raw_format(args)
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _tag_stream(args, raw) if args.stream else _tag_files(args, raw)
+
+
+def _tag_files(args: argparse.Namespace, raw) -> int:
+    """`tag` without --stream: every FILE tagged, then written in the chosen format."""
     from concurrent.futures import ThreadPoolExecutor
 
     import vggish
@@ -119,19 +137,14 @@ def cmd_tag(args: argparse.Namespace) -> int:
     from pipeline.tagger import file_examples
     from safeio.atomic import atomic_output, sweep_folder_once
 
-    if args.files.count("-") > 1:
-        raise UserError("standard input (-) can be read only once")
-    raw = _raw_format(args)
-    if args.stream:
-        return _tag_stream(args, raw)
     audacity = args.format == "audacity"
     if args.output is not None and not audacity:
         raise UserError("--output is for --format audacity (other formats go to stdout)")
     if audacity and args.output is None and len(args.files) > 1:
         raise UserError("--format audacity with several files needs --output OUT.txt (writes OUT-<file>.txt)")
     keep_examples = args.plot is not None or args.html is not None
-    # The first file's front end (decode, resample, log-mel) runs while TensorFlow imports and loads VGGish
-    # (not standard input: it is read once, by the loop below).
+    # The first file's front end (decode, resample, log-mel) runs while the models load (not standard input:
+    # it is read once, by the loop below).
     with ThreadPoolExecutor(1, thread_name_prefix="first-file") as pool:
         first = pool.submit(file_examples, args.files[0]) if args.files[0] != "-" else None
         tagger = _tagger(args)
@@ -206,7 +219,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
     from pipeline.tagger import Tagger
 
     factory = sounddevice_input_stream()  # before loading the models: a missing extra is reported at once
-    with Tagger(checkpoint_path(args), head=args.head) as tagger:
+    with Tagger(checkpoint_path(args), head=args.head, vggish_engine=args.vggish_engine) as tagger:
         interrupted = listen(tagger, sys.stdout, factory, device=args.device, sample_rate=args.rate,
                              channels=args.channels, top_k=args.top_k, events=args.events)
     return EXIT_INTERRUPTED if interrupted else EXIT_OK

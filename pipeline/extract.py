@@ -3,9 +3,9 @@
 Worker processes (pipeline.frontend) decode, resample and compute log-mel patches; this process runs the
 VGGish CNN on batches of `batch_size` patches that span file boundaries (or on whatever is waiting when the
 workers are slower than the CNN, so that it never sits idle), postprocesses, and hands finished files to a
-writer (pipeline.writers). The CNN runs in its own thread (TensorFlow releases the GIL), one batch queued
-behind the running one, so that receiving patches, postprocessing and writing overlap the CNN instead of
-taking turns with it. Finished outputs are durable before they count as finished; a rerun of the same
+writer (pipeline.writers). The CNN runs in its own thread (TensorFlow and LiteRT release the GIL), one batch
+queued behind the running one, so that receiving patches, postprocessing and writing overlap the CNN instead
+of taking turns with it. Finished outputs are durable before they count as finished; a rerun of the same
 command skips them. Files that cannot be read go to `OUT/errors.tsv` and the run goes on.
 
 HDF5 layout (`OUT/embeddings.h5`): `embedding` uint8 [P,128], optional `raw` float32 [P,128], `timestamps`
@@ -59,7 +59,8 @@ def default_workers() -> int:
 
 
 def default_cnn_threads() -> int:
-    """TensorFlow intra-op threads for the CNN: one per core (used with a single inter-op thread).
+    """Threads for the CNN, one per core: TensorFlow's intra-op pool (with a single inter-op thread), or
+    LiteRT's interpreter threads.
 
     The workers and the CNN then share the cores through the OS scheduler, so whichever stage is the
     bottleneck (resampling for 44.1 kHz input, the CNN for 16 kHz input) can use all of them.
@@ -115,9 +116,11 @@ class _FileState:
     duration: float | None = None
 
 
-def _check_manifest(options: ExtractOptions, clip_ids: Sequence[str]) -> None:
-    """Refuse to mix runs with different settings (or, for TFRecords, different inputs) in one folder."""
-    manifest = {"format": options.format, "raw": options.raw, "hop_seconds": options.hop_seconds}
+def _check_manifest(options: ExtractOptions, clip_ids: Sequence[str], engine: str) -> None:
+    """Refuse to mix runs with different settings, VGGish engines (a manifest without one is of "tf", the only
+    engine before) or, for TFRecords, different inputs in one folder."""
+    manifest = {"format": options.format, "raw": options.raw, "hop_seconds": options.hop_seconds,
+                "vggish_engine": engine}
     if options.format in ("tfrecord", "parquet"):
         manifest["files_per_shard"] = options.files_per_shard
         manifest["clip_ids"] = list(clip_ids)
@@ -129,6 +132,7 @@ def _check_manifest(options: ExtractOptions, clip_ids: Sequence[str]) -> None:
             raise PipelineError(
                 f"{path}: unreadable extraction manifest ({exc}); use a new output folder"
             ) from exc
+        previous.setdefault("vggish_engine", "tf")
         for key, value in manifest.items():
             if previous.get(key) != value:
                 what = (
@@ -413,7 +417,8 @@ def extract(
 ) -> ExtractReport:
     """Embed every input not yet finished in `options.out_dir`; returns counts (see ExtractReport).
 
-    `model` is a loaded vggish.VGGish. Only one run at a time may use an output folder (safeio.lock:
+    `model` is a loaded VGGish engine (vggish.load_embedder; `extract` uses "tf" unless told otherwise, the
+    release's numbers). Only one run at a time may use an output folder (safeio.lock:
     FolderBusyError, or waiting with `options.wait`). Raises PipelineError for a folder made with other
     settings; a KeyboardInterrupt leaves every finished output durable (rerun to complete the rest). Worker
     processes
@@ -440,7 +445,7 @@ def _extract_locked(
     """extract() while holding the output folder's lock: no other run writes there meanwhile."""
     out_dir = options.out_dir
     clip_ids = [item.clip_id for item in inputs]
-    _check_manifest(options, clip_ids)
+    _check_manifest(options, clip_ids, getattr(model, "engine", "tf"))
     remove_stale_temporaries(out_dir)
     writer = open_writer(
         options.format,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import multiprocessing as mp
 import os
 import signal
 import sys
@@ -34,6 +33,8 @@ def mp_context() -> Any:
 
     The forkserver preloads pipeline._warmup (front end imported, resampler tables built) before forking.
     """
+    import multiprocessing as mp  # here: `tag` imports this module (audio_duration) but starts no workers
+
     if sys.platform != "win32" and "forkserver" in mp.get_all_start_methods():
         context = mp.get_context("forkserver")
         context.set_forkserver_preload(["pipeline._warmup"])

@@ -8,7 +8,8 @@
 numpy array or a TensorFlow tensor. Timestamp embeddings are the raw (pre-PCA) 128-d VGGish embeddings of
 0.96 s patches with a hop of `model.hop_seconds` (default 0.96 s); timestamps are in milliseconds at the
 centre of each patch. Sounds shorter than one patch are zero-padded to one patch. The scene embedding is
-the mean of the timestamp embeddings. Outputs are float32 numpy arrays.
+the mean of the timestamp embeddings. Outputs are float32 numpy arrays. The CNN runs on LiteRT by default
+(`load_model(vggish_engine=...)` chooses).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ PATCH_SECONDS = 0.96
 
 
 class HearModel:
-    """A loaded VGGish with the attributes the HEAR API requires."""
+    """A loaded VGGish (a vggish.Embedder: `vggish`) with the attributes the HEAR API requires."""
 
     sample_rate = 16000
     scene_embedding_size = 128
@@ -32,13 +33,16 @@ class HearModel:
         self.hop_seconds = hop_seconds
 
 
-def load_model(model_file_path: str = "", *, hop_seconds: float = 0.96) -> HearModel:
-    """Load VGGish once; an empty path resolves the checkpoint (env variable, cache, download)."""
-    import vggish
+def load_model(model_file_path: str = "", *, hop_seconds: float = 0.96,
+               vggish_engine: str = "auto") -> HearModel:
+    """Load VGGish once; an empty path resolves the checkpoint (env variable, cache, download).
+    vggish_engine: "auto" (LiteRT on the checkpoint's cached conversion when it can, else TensorFlow),
+    "lite" or "tf" (vggish.engines.load_embedder)."""
     from vggish.download import resolve_checkpoint
+    from vggish.engines import load_embedder
 
     checkpoint = resolve_checkpoint(model_file_path or None)
-    return HearModel(vggish.VGGish(checkpoint), hop_seconds=hop_seconds)
+    return HearModel(load_embedder(checkpoint, vggish_engine), hop_seconds=hop_seconds)
 
 
 def _as_numpy(audio: Any) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""`audiotag info`: versions, data and model paths, and the status of the VGGish checkpoint."""
+"""`audiotag info`: versions, data and model paths, the status of the VGGish checkpoint, the engine that
+runs its CNN and the state of its LiteRT conversion."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ PACKAGES = (
     "tensorflow-cpu",
     "tensorflow",
     "tf-slim",
+    "ai-edge-litert",
     "numpy",
     "resampy",
     "soundfile",
@@ -40,6 +42,26 @@ def package_version() -> str:
     return _version("audiotag") or "unknown (not installed: run pip install from the clone)"
 
 
+def lite_conversion_state(checkpoint: Path) -> str:
+    """Where the checkpoint's LiteRT conversion is (or will be built) and whether it is ready."""
+    from vggish import lite_cache
+    from vggish.errors import CheckpointError
+
+    try:
+        state = lite_cache.inspect(checkpoint)
+    except CheckpointError:
+        return "(no checkpoint)"
+    except OSError as exc:
+        from safeio.oserrors import describe_os_error
+
+        return f"unreadable: {describe_os_error(exc)}"
+    if state.usable:
+        return f"{state.location.model} (ready{', SYNTHETIC' if state.synthetic else ''})"
+    if state.reason == lite_cache.NOT_BUILT:
+        return f"{state.location.model} (not built yet: built on first use or by `audiotag download-models`)"
+    return f"{state.location.model} (built again on first use: {state.reason})"
+
+
 def collect_info(explicit_checkpoint: str | os.PathLike[str] | None = None) -> dict[str, object]:
     """Everything `audiotag info` prints, as a dict (no download is attempted)."""
     from audiotag_data import data_dir
@@ -52,6 +74,7 @@ def collect_info(explicit_checkpoint: str | os.PathLike[str] | None = None) -> d
         default_checkpoint_path,
         resolve_checkpoint,
     )
+    from vggish.engines import auto_engine
 
     try:
         checkpoint: Path | None = resolve_checkpoint(explicit_checkpoint, download=False, progress=False)
@@ -59,6 +82,7 @@ def collect_info(explicit_checkpoint: str | os.PathLike[str] | None = None) -> d
         checkpoint = None
     status = checkpoint_status(checkpoint if checkpoint is not None else default_checkpoint_path())
     heads = [f"{name} ({heads_dir() / name}.npz)" for name in available_heads()]
+    engine, why_not_lite = auto_engine()
     return {
         "versions": {name: v for name in PACKAGES if (v := _version(name)) is not None},
         "python": f"{platform.python_version()} ({platform.platform()})",
@@ -67,6 +91,8 @@ def collect_info(explicit_checkpoint: str | os.PathLike[str] | None = None) -> d
         "checkpoint_env": os.environ.get(ENV_CHECKPOINT) or "(not set)",
         "checkpoint": str(checkpoint if checkpoint is not None else default_checkpoint_path()),
         "checkpoint_status": status,
+        "vggish_engine": f"{engine} ({why_not_lite})" if why_not_lite else engine,
+        "lite_conversion": lite_conversion_state(checkpoint) if checkpoint is not None else "(no checkpoint)",
         "heads": heads,
     }
 
@@ -83,6 +109,8 @@ def format_info(info: dict[str, object]) -> str:
         f"AUDIOTAG_VGGISH_CHECKPOINT: {info['checkpoint_env']}",
         f"VGGish checkpoint:     {info['checkpoint']}",
         f"checkpoint status:     {status} — {STATUS_TEXT.get(status, status)}",
+        f"VGGish engine (auto):  {info['vggish_engine']}",
+        f"LiteRT conversion:     {info['lite_conversion']}",
         f"classifier heads:      {', '.join(info['heads']) or '(none)'}",  # type: ignore[arg-type]
     ]
     return "\n".join(lines) + "\n"

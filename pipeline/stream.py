@@ -79,8 +79,9 @@ class StreamTagger:
 
     def warm_up(self) -> None:
         """CNN calls on silence (batches of 1 and 2 patches), so that the first real patches are not slowed
-        down by TensorFlow's one-off set-up of the session run; then one head call (numpy: nothing to trace,
-        it only makes the first patch pay no lazy imports)."""
+        down by the engine's one-off set-up (TensorFlow's graph start-up, LiteRT's tensor allocation and
+        weight packing); then one head call (numpy: nothing to trace, it only makes the first patch pay no
+        lazy imports)."""
         silence = np.zeros((2, params.NUM_FRAMES, params.NUM_BANDS), np.float32)
         vggish_model = self.tagger.vggish
         embedding = vggish_model.postprocess(vggish_model.embed(silence))
@@ -239,7 +240,7 @@ def run_stream(stream_tagger: StreamTagger, audio: AudioStream, out: TextIO) -> 
     guard = _DeferredInterrupt()
     try:
         # The numpy head scores one window at a time: tiny products that BLAS threads only slow down, and
-        # they would spin against TensorFlow's pool (on a busy machine the stream fell seconds behind).
+        # they would spin against the CNN's threads (on a busy machine the stream fell seconds behind).
         with guard.installed(), threadpool_limits(limits=1, user_api="blas"):
             for examples in iter_block_examples(audio, audio.sample_rate, audio.label):
                 with guard.busy():

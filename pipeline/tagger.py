@@ -2,7 +2,8 @@
 
 Clips of up to 10 patches (9.6 s) go through the head as one clip. Longer clips are scored by sliding a
 10-patch window with a hop of `window_hop` patches (default 1, so every 10-patch stretch is seen; the last
-window always ends at the last patch); the clip's score for a class is the maximum over windows, and the
+window always ends at the last patch); the clip's score for a class is the maximum over windows (for a
+multiclass head, the mean of the windows' distributions: classifier.head_file.combine_windows), and the
 per-window scores are returned too. Frame (per-patch) scores come from the head's frame-level output.
 Clips shorter than one patch are zero-padded to one patch by vggish, which logs a warning.
 """
@@ -62,11 +63,13 @@ class Embeddings:
 class TagResult:
     """Scores for one clip, over the classes of the tagger's label view (all head classes by default).
 
-    `scores` float32 [K] (max over windows); `window_scores` float32 [W,K] with `window_starts` float64 [W]
-    (s, each window spans 10 patches); `frame_scores` float32 [N,K] with `frame_starts` float64 [N] (s, each
-    frame spans 0.96 s; calibrated: comparable across clips and files); `events` the sound events (seconds
-    of the file, sorted by start); `indices`/`mids`/`names` [K] the column classes (index: in the head's
-    output, -1 for ontology parents added by roll-up); labels below `min_score` are left out of the lists."""
+    `scores` float32 [K] (max over windows; multiclass heads: their mean); `window_scores` float32 [W,K]
+    with `window_starts` float64 [W] (s, each window spans 10 patches); `frame_scores` float32 [N,K] with
+    `frame_starts` float64 [N] (s, each frame spans 0.96 s; calibrated: comparable across clips and files);
+    `events` the sound events (seconds of the file, sorted by start); `indices`/`mids`/`names` [K] the
+    column classes (index: in the head's output, -1 for ontology parents added by roll-up); labels below
+    `min_score` are left out of the lists; `task` the head's (classifier.head_file.TASKS: "multiclass"
+    scores are one distribution, the top label is the clip's class)."""
 
     source: str
     duration: float
@@ -83,6 +86,7 @@ class TagResult:
     indices: list[int] | None = None
     flags: list[tuple[str, ...]] | None = None
     min_score: float = 0.0
+    task: str = "multilabel"
 
     @property
     def labels(self) -> list[Label]:
@@ -144,6 +148,9 @@ class Tagger:
     variable, the cache, else a download). head: a shipped head's name, a path to a user-trained head, or
     a loaded head object (None: the default shipped head). window_hop: patches between sliding windows.
     engine: how the head predicts (classifier.lite.ENGINES; "lite-int8" is the fastest, "numpy" exact).
+    vggish_engine: what runs the VGGish CNN (vggish.params.ENGINES): "auto" (LiteRT on the checkpoint's
+    cached conversion, built on first use; TensorFlow when LiteRT cannot be used), "lite" or "tf".
+    intra_op_threads: the CNN's threads (TensorFlow's intra-op pool, or LiteRT's interpreter threads).
 
     Label control (applies to clip labels, windows, frames and events alike; see classifier.labelview):
     rollup adds ontology parents (a parent scores the max of its own and its descendants' scores);
@@ -165,21 +172,23 @@ class Tagger:
         exclude: Sequence[str] = (),
         min_score: float = 0.0,
         engine: str = "numpy",
+        vggish_engine: str = "auto",
     ):
-        import vggish
         from classifier.events import EventRules
         from classifier.labelview import LabelView
         from vggish.download import resolve_checkpoint
+        from vggish.engines import check_engine, load_embedder
 
+        check_engine(vggish_engine)
         if window_hop < 1:
             raise ValueError("window_hop must be at least 1 patch")
         self.window_hop = window_hop
         self.min_score = float(min_score)
         self.checkpoint = resolve_checkpoint(checkpoint, download=download)
-        # The head (numpy) loads in a thread while TensorFlow imports and restores VGGish.
+        # The head (numpy) loads in a thread while VGGish loads (TensorFlow: imports and restores).
         with ThreadPoolExecutor(1, thread_name_prefix="load-head") as pool:
             loading = pool.submit(_load_head_and_classes, head, engine)
-            self.vggish = vggish.VGGish(self.checkpoint, intra_op_threads=intra_op_threads)
+            self.vggish = load_embedder(self.checkpoint, vggish_engine, intra_op_threads=intra_op_threads)
             try:
                 self.head, (self.mids, self.names) = loading.result()
                 self.view = LabelView(self.mids, self.names, rollup=rollup, classes=classes, exclude=exclude)
@@ -188,8 +197,13 @@ class Tagger:
                 self.vggish.close()
                 raise
 
+    @property
+    def task(self) -> str:
+        """The head's task (classifier.head_file.TASKS)."""
+        return getattr(self.head, "task", "multilabel")
+
     def close(self) -> None:
-        """Release the VGGish session."""
+        """Release VGGish (its TensorFlow session or LiteRT interpreter)."""
         self.vggish.close()
 
     def __enter__(self) -> Tagger:
@@ -262,6 +276,7 @@ class Tagger:
 
     def score(self, emb: Embeddings, source: str = "<embeddings>", top_k: int = 10) -> TagResult:
         """Head scores (clip, windows, frames) for embeddings already computed."""
+        from classifier.head_file import combine_windows
         from classifier.timeline import merge_windows
 
         x = emb.embedding
@@ -290,7 +305,7 @@ class Tagger:
         return TagResult(
             source=source,
             duration=emb.duration,
-            scores=view.apply(window_scores.max(axis=0)),
+            scores=view.apply(combine_windows(window_scores, self.task)),
             window_scores=view.apply(window_scores),
             window_starts=emb.starts[starts],
             frame_scores=frame_scores,
@@ -303,6 +318,7 @@ class Tagger:
             indices=view.indices,
             flags=[tuple(c.flags()) for c in view.classes],
             min_score=self.min_score,
+            task=self.task,
         )
 
 
@@ -313,7 +329,11 @@ def view_rules(rules: EventRules, view: LabelView) -> EventRules:
 
     onset, offset = [], []
     for k, info in enumerate(view.classes):
-        cols = [info.index] if info.index >= 0 else view.sources(k)
+        if info.index >= 0:  # a head class: its own (np.median of one value would cost a numpy.ma import)
+            onset.append(float(rules.onset[info.index]))
+            offset.append(float(rules.offset[info.index]))
+            continue
+        cols = view.sources(k)
         onset.append(float(np.median(rules.onset[cols])))
         offset.append(float(np.median(rules.offset[cols])))
     return EventRules(np.asarray(onset, np.float32), np.minimum(offset, onset).astype(np.float32),

@@ -45,6 +45,16 @@ def synthetic_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def synthetic_lite_checkpoint(synthetic_checkpoint: Path) -> Path:
+    """The synthetic checkpoint with its LiteRT conversion built beside it, once per run (every later use of
+    the checkpoint, in this process or in a `audiotag` subprocess, finds the conversion cached)."""
+    from vggish import lite_cache
+
+    lite_cache.ensure(synthetic_checkpoint, progress=False)
+    return synthetic_checkpoint
+
+
+@pytest.fixture(scope="session")
 def real_checkpoint() -> Path:
     """The released checkpoint, when AUDIOTAG_VGGISH_CHECKPOINT points at it; skips otherwise."""
     value = os.environ.get("AUDIOTAG_VGGISH_CHECKPOINT")

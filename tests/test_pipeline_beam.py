@@ -191,7 +191,7 @@ def tagged(inputs: Path, synthetic_checkpoint: Path) -> dict[str, tuple[np.ndarr
     from pipeline.tagger import Tagger
 
     results = {}
-    with Tagger(synthetic_checkpoint) as tagger:
+    with Tagger(synthetic_checkpoint, vggish_engine="tf") as tagger:  # beam-extract's embeddings are TF's
         for clip_id in [*REAL_CLIPS, LONG_CLIP]:
             result = tagger.tag(inputs / clip_id)
             results[clip_id] = (result.embeddings.embedding, json.loads(to_json([result], top_k=527))[0])

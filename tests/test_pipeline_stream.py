@@ -252,11 +252,12 @@ def _audiotag(checkpoint: Path, *args: str, stdin: int) -> subprocess.Popen:
 
 
 def _cnn_call_seconds(checkpoint: Path) -> float:
-    """Median time of one VGGish call on one patch, measured here (same machine, same load)."""
+    """Median time of one VGGish call on one patch, measured here (same machine, same load, the engine that
+    `tag` runs by default)."""
     import vggish
 
     patch = np.random.default_rng(0).standard_normal((1, 96, 64)).astype(np.float32)
-    with vggish.VGGish(checkpoint) as model:
+    with vggish.load_embedder(checkpoint) as model:
         model.embed(patch)
         times = []
         for _ in range(7):
@@ -266,9 +267,9 @@ def _cnn_call_seconds(checkpoint: Path) -> float:
     return float(np.median(times))
 
 
-def test_paced_pipe_latency_model_first_and_ctrl_c(synthetic_checkpoint: Path) -> None:
+def test_paced_pipe_latency_model_first_and_ctrl_c(synthetic_lite_checkpoint: Path) -> None:
     read_end, write_end = os.pipe()
-    proc = _audiotag(synthetic_checkpoint, stdin=read_end)
+    proc = _audiotag(synthetic_lite_checkpoint, stdin=read_end)
     os.close(read_end)
     writer = None
     try:
@@ -301,16 +302,16 @@ def test_paced_pipe_latency_model_first_and_ctrl_c(synthetic_checkpoint: Path) -
     # patch i's last sample (index 15360 i + 15599) is written with 10 ms chunk 1536 i + 97, at t0 + its end
     latencies = [t - (t0 + ((index * HOP_SAMPLES + PATCH_SAMPLES - 1) // 160 + 1) * 0.01)
                  for index, t in arrivals]
-    bound = 0.96 + _cnn_call_seconds(synthetic_checkpoint)
+    bound = 0.96 + _cnn_call_seconds(synthetic_lite_checkpoint)
     print(f"latency per patch (s): {np.round(latencies, 3).tolist()}; bound {bound:.3f} s")
     assert max(latencies) <= bound
     assert min(latencies) > 0
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="peak RSS is read from /proc (Linux)")
-def test_one_hour_stream_memory_is_flat(synthetic_checkpoint: Path) -> None:
+def test_one_hour_stream_memory_is_flat(synthetic_lite_checkpoint: Path) -> None:
     read_end, write_end = os.pipe()
-    proc = _audiotag(synthetic_checkpoint, stdin=read_end)
+    proc = _audiotag(synthetic_lite_checkpoint, stdin=read_end)
     os.close(read_end)
     writer = subprocess.Popen([sys.executable, str(WRITER), "--seconds", "3600", "--rate", str(RATE)],
                               stdout=write_end)
@@ -348,7 +349,7 @@ def _rss_kib(pid: int) -> tuple[int, int]:
     return int(fields["VmHWM"].split()[0]), int(fields["VmRSS"].split()[0])
 
 
-def test_ctrl_c_ends_a_stalled_wav_pipe(synthetic_checkpoint: Path) -> None:
+def test_ctrl_c_ends_a_stalled_wav_pipe(synthetic_lite_checkpoint: Path) -> None:
     """A WAV stream that stops sending (the writer keeps the pipe open): Ctrl-C still ends it at once. The
     header gives unknown sizes (0xFFFFFFFF), as streaming writers such as ffmpeg do on a pipe."""
     fmt = struct.pack("<4sIHHIIHH", b"fmt ", 16, 1, 1, RATE, 2 * RATE, 2, 16)
@@ -358,7 +359,7 @@ def test_ctrl_c_ends_a_stalled_wav_pipe(synthetic_checkpoint: Path) -> None:
     env = {**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", str(REPO)), "TF_CPP_MIN_LOG_LEVEL": "2"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipeline", "tag", "-", "--stream", "--top-k", "1", "--vggish-checkpoint",
-         str(synthetic_checkpoint)], stdin=read_end, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+         str(synthetic_lite_checkpoint)], stdin=read_end, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
         text=True, env=env, cwd=REPO, preexec_fn=_default_sigint)
     os.close(read_end)
     try:

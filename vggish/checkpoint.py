@@ -9,6 +9,7 @@ slots) are allowed and ignored, as Google's loader restores only the VGGish vari
 
 from __future__ import annotations
 
+import glob
 import logging
 from pathlib import Path
 
@@ -21,6 +22,15 @@ logger = logging.getLogger(__name__)
 
 def _exists(path: Path) -> bool:
     return path.is_file() or Path(f"{path}.index").is_file()
+
+
+def checkpoint_files(path: str | Path) -> list[Path]:
+    """The files holding a checkpoint: the V1 file itself, or a V2 prefix's index and data files (sorted)."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    return sorted(path.parent.glob(f"{glob.escape(path.name)}.index")) + sorted(
+        path.parent.glob(f"{glob.escape(path.name)}.data-*"))
 
 
 def checkpoint_status(path: str | Path) -> str:
@@ -37,8 +47,9 @@ def checkpoint_status(path: str | Path) -> str:
     return "unverified"
 
 
-def read_variable_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
-    """Variable names and shapes stored in a checkpoint (V1 file or V2 prefix), without loading values."""
+def check_present(path: str | Path) -> None:
+    """CheckpointError for what is visible without reading the checkpoint (nor importing TensorFlow): a
+    directory, no file, an empty file."""
     path = Path(path)
     if path.is_dir():
         raise CheckpointError(path, "is a directory; give the checkpoint file (or a V2 checkpoint prefix)")
@@ -46,6 +57,12 @@ def read_variable_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
         raise CheckpointError(path, "file not found")
     if path.is_file() and path.stat().st_size == 0:
         raise CheckpointError(path, "file is empty (0 bytes): an interrupted download?")
+
+
+def read_variable_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
+    """Variable names and shapes stored in a checkpoint (V1 file or V2 prefix), without loading values."""
+    path = Path(path)
+    check_present(path)
     import tensorflow as tf  # deferred: checkpoint_status() does not need TensorFlow
 
     try:

@@ -11,21 +11,22 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import http.client
 import logging
 import os
 import re
 import shlex
 import shutil
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-
-from tqdm import tqdm
+from typing import TYPE_CHECKING
 
 from safeio.cache import cache_dir
 from vggish import params
+
+if TYPE_CHECKING:  # the network modules load only when something is downloaded
+    import http.client
+
+    from tqdm import tqdm
 
 try:
     import fcntl
@@ -175,6 +176,8 @@ class _PartFile:
 def _read_body(response: http.client.HTTPResponse, part: _PartFile, expected_size: int, url: str,
                dest: Path, bar: tqdm) -> None:
     """Append the response body to `part`, refusing to grow it past `expected_size`."""
+    import http.client
+
     while True:
         try:
             chunk = response.read(CHUNK_BYTES)
@@ -235,6 +238,10 @@ def _check_response(response: http.client.HTTPResponse, part: _PartFile, expecte
 def _open(url: str, part: _PartFile, expected_size: int, timeout: float,
           dest: Path) -> http.client.HTTPResponse:
     """Send the GET (with a Range header when resuming); network and HTTP failures become DownloadError."""
+    import http.client
+    import urllib.error
+    import urllib.request
+
     headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
     if part.size:
         headers["Range"] = f"bytes={part.size}-"
@@ -324,6 +331,8 @@ def download_file(url: str, dest: str | Path, *, expected_size: int, expected_sh
     Raises DownloadError (naming the URL, expected vs got on a mismatch, and how to supply the file by
     hand). After a network failure the `.part` file is kept; after a size or sha256 mismatch it is deleted.
     """
+    from tqdm import tqdm
+
     dest = Path(dest).expanduser()
     expected_sha256 = expected_sha256.lower()
     try:

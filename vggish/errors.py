@@ -36,3 +36,8 @@ class PCAParamsError(Exception):
         self.path = str(path)
         self.problem = problem
         super().__init__(f"PCA parameters {self.path}: {problem}")
+
+
+class LiteEngineError(Exception):
+    """The LiteRT engine cannot run VGGish here: LiteRT is not installed, or the conversion failed or cannot
+    be loaded (vggish.engines.load_embedder's "auto" then falls back to TensorFlow)."""

@@ -53,3 +53,20 @@ PCA_PARAMS_SHA256 = "4d878af3e306defbfb37095365aa7e5a6cecb86bad13e859e626151c4e6
 
 # Cost of one forward pass over one 96x64 example, for throughput figures (GFLOP, multiply-adds x 2).
 GFLOP_PER_EXAMPLE = 1.73
+
+# The engines that run the CNN (vggish.engines.load_embedder): "tf" restores the checkpoint into TensorFlow;
+# "lite" runs its LiteRT conversion (cached, see vggish.lite_cache); "auto" picks lite when it can.
+ENGINES = ("auto", "lite", "tf")
+DEFAULT_ENGINE = "auto"
+
+# The cached LiteRT conversion of a checkpoint (vggish.lite_cache). Bump LITE_FORMAT whenever the converted
+# graph or its signature changes: conversions of another format are rebuilt.
+LITE_FORMAT = 1
+LITE_SUFFIX = ".litert.tflite"  # the flatbuffer: <checkpoint>.litert.tflite
+LITE_RECORD_SUFFIX = ".litert.json"  # its sidecar: format, checkpoint sha256, size, synthetic
+HASH_RECORD_SUFFIX = ".sha256.json"  # the checkpoint's (size, mtime_ns, sha256), so it is hashed once
+LITE_CACHE_SUBDIR = "vggish-litert"  # in safeio.cache.cache_dir(), when the checkpoint's folder is read-only
+LITE_INPUT_NAME = "examples"  # signature input: float32 [N, 96, 64]
+LITE_OUTPUT_NAME = "embedding"  # signature output: float32 [N, 128]
+TFLITE_IDENTIFIER = b"TFL3"  # bytes 4-8 of every TF-Lite flatbuffer
+LITE_CONVERT_SECONDS = 30  # typical time of one conversion on two cores (TensorFlow import included), s

@@ -24,6 +24,7 @@ from pipeline.cli_options import (
     add_labels_csv,
     add_output_folder,
     add_top_k,
+    add_vggish_engine,
     add_wait,
     add_window_hop,
     at_least,
@@ -58,7 +59,8 @@ def _tag_arguments(p: argparse.ArgumentParser) -> None:
     _add_num_shards(p)
     add_batch_size(p)
     _add_segment_seconds(p, "audio sources: segment length for long files")
-    add_cnn_threads(p, "audio sources: TensorFlow threads per worker process")
+    add_cnn_threads(p, "audio sources: CNN threads per worker process")
+    add_vggish_engine(p)
     add_wait(p)
 
 
@@ -138,7 +140,8 @@ def beam_tag_command(args: argparse.Namespace) -> int:
     options = BeamTagOptions(
         out=args.output, head=args.head, engine=args.engine, top_k=args.top_k, window_hop=args.window_hop,
         num_shards=args.num_shards, batch_size=args.batch_size, segment_seconds=args.segment_seconds,
-        cnn_threads=args.cnn_threads, beam_args=list(args.beam_args), wait=args.wait,
+        cnn_threads=args.cnn_threads, vggish_engine=args.vggish_engine, beam_args=list(args.beam_args),
+        wait=args.wait,
     )
     report = beam_tag(args.sources, lambda: checkpoint_location(args, checkpoint_path), options)
     _print_metrics("audiotag beam-tag", report.metrics)

@@ -294,8 +294,9 @@ def skip_done(inputs: Any, done: Any) -> Any:
 
 
 def embed_clips(inputs: Any, checkpoint: str, *, hop_seconds: float, segment_seconds: float,
-                batch_size: int, cnn_threads: int, keep_raw: bool) -> Any:
-    """(path, clip_id) -> tagged outputs: `clips` (ClipEmbeddings) and FAILURES ((path, clip_id, reason))."""
+                batch_size: int, cnn_threads: int, keep_raw: bool, vggish_engine: str = "tf") -> Any:
+    """(path, clip_id) -> tagged outputs: `clips` (ClipEmbeddings) and FAILURES ((path, clip_id, reason)).
+    `vggish_engine`: what runs the CNN in the workers (vggish.load_embedder's engines)."""
     import apache_beam as beam
     from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
@@ -308,8 +309,9 @@ def embed_clips(inputs: Any, checkpoint: str, *, hop_seconds: float, segment_sec
     decoded = (planned.segments | "Spread segments" >> beam.Reshuffle()
                | "Decode + log-mel" >> beam.ParDo(stages.DecodeSegment(hop_seconds))
                .with_outputs(stages.PARTS, main="patches"))
-    handler = KeyedModelHandler(stages.VGGishModelHandler(checkpoint, batch_size=batch_size,
-                                                          cnn_threads=cnn_threads))
+    cnn = stages.VGGishModelHandler(checkpoint, batch_size=batch_size, cnn_threads=cnn_threads,
+                                    vggish_engine=vggish_engine)
+    handler = KeyedModelHandler(cnn)
     embedded = (decoded.patches | "VGGish CNN" >> RunInference(handler)
                 | "Patch parts" >> beam.Map(stages.patch_part))
     return ((embedded, planned[stages.PARTS], decoded[stages.PARTS]) | "All parts" >> beam.Flatten()

@@ -152,21 +152,25 @@ class DecodeSegment(beam.DoFn):
 
 
 class VGGishModelHandler(ModelHandler):
-    """RunInference model handler: VGGish restored once per worker process (in load_model, never pickled),
+    """RunInference model handler: VGGish loaded once per worker process (in load_model, never pickled),
     batches of `batch_size` log-mel patches float32 [96, 64] (from any files) -> raw embeddings float32
-    [128]. `cnn_threads`: TensorFlow intra-op threads of each worker process's session (one inter-op)."""
+    [128]. `cnn_threads`: the CNN's threads in each worker process (TensorFlow: intra-op, one inter-op).
+    `vggish_engine`: vggish.load_embedder's engine ("tf", as `extract`; "auto" or "lite": LiteRT on the
+    checkpoint's cached conversion, except for a checkpoint copied from a URL, which has no cache: "tf")."""
 
-    def __init__(self, checkpoint: str, *, batch_size: int, cnn_threads: int):
+    def __init__(self, checkpoint: str, *, batch_size: int, cnn_threads: int, vggish_engine: str = "tf"):
         super().__init__(min_batch_size=batch_size, max_batch_size=batch_size)
         self.checkpoint = checkpoint
         self.batch_size = batch_size
         self.cnn_threads = cnn_threads
+        self.vggish_engine = vggish_engine
 
     def load_model(self) -> Any:
-        import vggish
+        from vggish.engines import load_embedder
 
         with local_file(self.checkpoint) as path:
-            return vggish.VGGish(path, intra_op_threads=self.cnn_threads, inter_op_threads=1)
+            engine = self.vggish_engine if path == self.checkpoint else "tf"
+            return load_embedder(path, engine, intra_op_threads=self.cnn_threads, inter_op_threads=1)
 
     def run_inference(self, batch: Sequence[np.ndarray], model: Any,
                       inference_args: dict[str, Any] | None = None) -> Iterable[np.ndarray]:
@@ -277,7 +281,7 @@ class ParquetRow(beam.DoFn):
 
 
 def error_line(failure: tuple[str, str, str]) -> str:
-    """(path, clip_id, reason) -> an errors-*.tsv line, as `extract`'s errors.tsv writes it."""
+    """(path, clip_id, reason) -> a line of the _errors-*.tsv files, as `extract`'s report writes it."""
     from pipeline.errorlog import format_error_line
 
     return format_error_line(*failure)
