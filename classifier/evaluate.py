@@ -12,12 +12,21 @@ import numpy as np
 
 from classifier.clipset import ClipSet
 from classifier.labels import load_class_labels
-from classifier.metrics import Metrics, compute_metrics
-from classifier.report import per_class_rows, plot_ap_vs_count, write_json, write_per_class_csv
+from classifier.metrics import ClassMetrics, Metrics, class_metrics, compute_metrics
+from classifier.report import (
+    per_class_rows,
+    plot_ap_vs_count,
+    plot_confusion,
+    write_confusion_csv,
+    write_json,
+    write_per_class_csv,
+)
 
 logger = logging.getLogger(__name__)
 
 REPORT_FILES = ("per_class.csv", "per_class.json", "summary.json", "ap_vs_train_count.png")
+CONFUSION_CSV, CONFUSION_PNG = "confusion.csv", "confusion.png"
+SINGLE_LABEL_FILES = (CONFUSION_CSV, CONFUSION_PNG)  # also written for multiclass heads
 
 
 class ClipPredictor(Protocol):
@@ -42,8 +51,11 @@ def evaluate_predictions(
     out_dir: str | os.PathLike[str],
     *,
     extra: dict[str, Any] | None = None,
+    task: str = "multilabel",
 ) -> Metrics:
-    """Compute metrics and write REPORT_FILES into out_dir (each atomically).
+    """Compute metrics and write REPORT_FILES into out_dir (each atomically); for ``task`` "multiclass" also
+    accuracy and macro-F1 (summary.json "accuracy", "macro_F1"; per-class precision, recall, F1) and
+    SINGLE_LABEL_FILES, when every clip has exactly one label (else a note says why not).
 
     y_true bool [N, C], y_score float [N, C], class_names [C], train_counts int [C] (training clips per
     class; None when unknown: the plot then uses evaluation positives). extra: more summary.json fields.
@@ -60,12 +72,19 @@ def evaluate_predictions(
         raise ValueError(f"train_counts must have shape [{len(names)}], got {counts.shape}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    rows = per_class_rows(metrics, _mids_for(names), names, counts)
+    single = _single_label(y_true, y_score, task)
+    rows = per_class_rows(metrics, _mids_for(names), names, counts, single)
     write_per_class_csv(rows, out / "per_class.csv")
     write_json(rows, out / "per_class.json")
-    summary = {**metrics.summary(), **(extra or {})}
-    if metrics.notes():
-        summary["notes"] = metrics.notes()
+    summary = {**metrics.summary(), **(single.summary() if single else {}), **(extra or {})}
+    notes = metrics.notes()
+    if task == "multiclass" and single is None:
+        notes.append("a multiclass head, but not every clip has exactly one label: no accuracy or macro-F1")
+    if single is not None:
+        write_confusion_csv(single.confusion, names, out / CONFUSION_CSV)
+        plot_confusion(single.confusion, names, out / CONFUSION_PNG)
+    if notes:
+        summary["notes"] = notes
     write_json(summary, out / "summary.json")  # nan (no usable class) and ±inf (perfect d') become null
     if counts is None:
         plot_ap_vs_count(metrics, metrics.n_positives, out / "ap_vs_train_count.png",
@@ -79,6 +98,12 @@ def evaluate_predictions(
     return metrics
 
 
+def _single_label(y_true: np.ndarray, y_score: np.ndarray, task: str) -> ClassMetrics | None:
+    """Single-label metrics for a multiclass task whose clips each have exactly one label; else None."""
+    one_label = bool(len(y_true)) and bool((np.asarray(y_true).sum(axis=1) == 1).all())
+    return class_metrics(y_true, y_score) if task == "multiclass" and one_label else None
+
+
 def evaluate_head(
     head: ClipPredictor,
     clipset: ClipSet,
@@ -88,7 +113,8 @@ def evaluate_head(
     """Score every clip of clipset with head.predict_clips (real frames only, uint8 [T,128]) and report.
 
     A head with `class_names` must list the clipset's classes in the same order. summary.json also gets
-    the head's `name` (when it has one) as "model".
+    the head's `name` (when it has one) as "model". A head whose `task` is "multiclass" is also scored as
+    a single-label classifier (see evaluate_predictions).
     """
     head_names = getattr(head, "class_names", None)
     if head_names is not None and list(head_names) != list(clipset.class_names):
@@ -99,4 +125,5 @@ def evaluate_head(
     if scores.shape != clipset.y.shape:
         raise ValueError(f"head returned scores {scores.shape}, expected {clipset.y.shape}")
     extra = {"model": str(head.name)} if getattr(head, "name", None) else None
-    return evaluate_predictions(clipset.y, scores, clipset.class_names, train_counts, out_dir, extra=extra)
+    return evaluate_predictions(clipset.y, scores, clipset.class_names, train_counts, out_dir, extra=extra,
+                                task=getattr(head, "task", "multilabel"))

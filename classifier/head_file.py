@@ -1,14 +1,20 @@
 """The head file: writing, reading and checking one, and the rules that combine its members' probabilities.
 
 A head file is one ``.npz`` (loaded with ``allow_pickle=False``) holding
-  ``config``     a JSON string: {"format": "audiotag-head-v1", "name", "class_names", "members": [model
-                 configs for :func:`classifier.models.build_model`], "combine": one of COMBINE_RULES
-                 (absent means "mean_probability"), "info": {free-form provenance}};
+  ``config``     a JSON string: {"format": "audiotag-head-v1", "name", "class_names", "task": one of TASKS
+                 (absent means "multilabel"), "members": [model configs for
+                 :func:`classifier.models.build_model`], "combine": one of COMBINE_RULES (absent means
+                 "mean_probability"), "info": {free-form provenance}};
   ``m{i}/{j}``   member i's j-th weight array, in ``model.weights`` order (float32, float16, or for
                  "int8" heads: matrices as int8 with ``m{i}/{j}/scale`` float32 [columns], so that
                  w = q * scale, and vectors as float16).
 A head with several members (an ensemble, or snapshots of one run) averages their probabilities
 ("mean_probability") or their log-odds ("mean_logit": sigmoid of the mean logit of the clipped probabilities).
+The task says what the probabilities mean: "multilabel" (each class independently, sigmoid members) or
+"multiclass" (exactly one class per clip: softmax members, whose mean is again one distribution, so such a
+head combines by "mean_probability" only). A multiclass head scores a clip longer than one 10-patch window
+by the mean of its windows' distributions, a multilabel head by the maximum per class
+(:func:`combine_windows`).
 Optional entries (heads without them still load; see data/heads/MODEL_CARD.md):
   config ``"frame_members"``  model configs of decision-level models used ONLY for the timeline (their
                  frame probabilities localize classes inside a clip; clip scores never use them), weights
@@ -43,6 +49,8 @@ logger = logging.getLogger(__name__)
 HEAD_FORMAT = "audiotag-head-v1"
 WEIGHT_DTYPES = ("float32", "float16", "int8")
 COMBINE_RULES = ("mean_probability", "mean_logit")
+TASKS = ("multilabel", "multiclass")
+TASK_OUTPUTS = {"multilabel": "sigmoid", "multiclass": "softmax"}  # the members' class activation per task
 LOGIT_EPS = 1e-7  # probabilities are clipped to [eps, 1 - eps] before taking log-odds
 
 _HEAD_REMEDY = "pass a head.npz written by `audiotag train` (or train one again)"
@@ -67,6 +75,7 @@ class StoredHead:
     frame_member_weights: list[list[np.ndarray]]
     timeline: dict | None
     event_rules: dict | None
+    task: str
 
 
 def check_rule(rule: str) -> str:
@@ -74,6 +83,27 @@ def check_rule(rule: str) -> str:
     if rule not in COMBINE_RULES:
         raise ValueError(f"combine rule must be one of {COMBINE_RULES}, got {rule!r}")
     return rule
+
+
+def check_task(task: str, member_configs: Sequence[dict], combine: str = "mean_probability") -> str:
+    """``task`` if it is one of TASKS and fits the members (their ``output``, TASK_OUTPUTS) and the combine
+    rule (a multiclass head averages probabilities); ValueError saying what does not fit otherwise."""
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    wrong = [i for i, c in enumerate(member_configs) if c.get("output", "sigmoid") != TASK_OUTPUTS[task]]
+    if wrong:
+        raise ValueError(f"a {task} head needs {TASK_OUTPUTS[task]} members; member(s) {wrong} are not")
+    if task == "multiclass" and combine != "mean_probability":
+        raise ValueError(f"a multiclass head combines its members by mean_probability, not {combine!r}")
+    return task
+
+
+def combine_windows(window_probs: np.ndarray, task: str = "multilabel") -> np.ndarray:
+    """One clip's scores float32 [C] from its windows' probabilities float [W, C] (W >= 1): the maximum per
+    class (multilabel: a sound anywhere in the clip), or the mean distribution (multiclass: what the whole
+    clip is; it sums to 1)."""
+    probs = np.asarray(window_probs, np.float32)
+    return probs.mean(axis=0) if task == "multiclass" else probs.max(axis=0)
 
 
 def combine_probabilities(probs: Sequence[np.ndarray], rule: str = "mean_probability") -> np.ndarray:
@@ -108,18 +138,19 @@ def save_head(path: str | os.PathLike[str], member_configs: Sequence[dict],
               info: dict | None = None, dtype: str = "float32", combine: str = "mean_probability", *,
               frame_member_configs: Sequence[dict] = (),
               frame_member_weights: Sequence[Sequence[np.ndarray]] = (), timeline: dict | None = None,
-              event_rules: dict | None = None) -> Path:
+              event_rules: dict | None = None, task: str = "multilabel") -> Path:
     """Write a head file from model configs and weight lists (``model.weights`` order) atomically.
 
     ``dtype`` "int8" quantizes every matrix per output column (symmetric, 127 levels: a quarter of the
     float32 size) and keeps vectors (biases, batch-norm statistics) as float16. The optional frame members
-    (timeline only), timeline parameters and event rules are described in the module docstring.
+    (timeline only), timeline parameters and event rules are described in the module docstring. ``task``:
+    one of TASKS, checked against the members (:func:`check_task`).
     """
     if dtype not in WEIGHT_DTYPES:
         raise ValueError(f"dtype must be one of {WEIGHT_DTYPES}, got {dtype!r}")
     config = {"format": HEAD_FORMAT, "name": name, "class_names": list(class_names),
-              "members": [dict(c) for c in member_configs], "combine": check_rule(combine),
-              "info": dict(info or {})}
+              "task": check_task(task, member_configs, check_rule(combine)),
+              "members": [dict(c) for c in member_configs], "combine": combine, "info": dict(info or {})}
     if frame_member_configs:
         config["frame_members"] = [dict(c) for c in frame_member_configs]
     shared = _shared_frame_members(member_configs, member_weights, frame_member_configs, frame_member_weights)
@@ -213,11 +244,16 @@ def read_head(path: str | os.PathLike[str]) -> StoredHead:
     combine = config.get("combine", "mean_probability")
     if combine not in COMBINE_RULES:
         raise HeadError(f"{path}: unknown combine rule {combine!r} (expected one of {COMBINE_RULES})")
+    task = config.get("task", "multilabel")
+    try:
+        check_task(task, config["members"], combine)
+    except ValueError as exc:
+        raise HeadError(f"{path}: {exc}: {_HEAD_REMEDY}") from None
     logger.info("loaded head %r (%d member(s), %d classes) from %s",
                 config["name"], len(member_weights), len(config["class_names"]), path)
     return StoredHead(config["name"], config["class_names"], config["members"], member_weights, combine,
                       config.get("info") or {}, frame_configs, frame_weights, config.get("timeline"),
-                      config.get("events"))
+                      config.get("events"), task)
 
 
 def _frame_shared(path: Path, config: dict, num_members: int) -> dict[int, int]:

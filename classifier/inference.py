@@ -9,6 +9,14 @@ Predictions equal the Keras model's to float32 rounding (tested within 1e-5 for 
 
 Inputs as for the Keras models: ``x`` float32 [B, T, 128] (uint8 values 0..255), ``mask`` float32 [B, T]
 (1 real frame, 0 padding).
+
+The "linear" kind is a linear probe: no hidden layers, one dense layer ``logits`` on the mean of the scaled
+frames (equal to the mean of the frames' logits, which are its frame-level output).
+
+A member's ``output`` (config key, only present when not "sigmoid") is its class activation: "sigmoid"
+(independent probabilities, multi-label) or "softmax" (one distribution over the classes, single-label).
+With "softmax", decision-level kinds score each frame with a softmax over the classes and their pooled clip
+scores are renormalised to sum to 1; the other kinds end in a softmax layer.
 """
 
 from __future__ import annotations
@@ -18,8 +26,9 @@ from collections.abc import Sequence
 import numpy as np
 
 MODEL_KINDS = ("average", "max", "linear_softmax", "single_attention", "multi_attention", "feature_attention",
-               "transformer")
-DECISION_LEVEL_KINDS = ("average", "max", "linear_softmax", "single_attention", "multi_attention")
+               "transformer", "linear")
+DECISION_LEVEL_KINDS = ("average", "max", "linear_softmax", "single_attention", "multi_attention", "linear")
+OUTPUTS = ("sigmoid", "softmax")  # a member's class activation: multi-label, single-label
 # kinds whose output layers read only the last hidden layer, so ``context`` can widen their input
 CONTEXT_KINDS = ("average", "max", "linear_softmax", "single_attention", "feature_attention")
 EMBEDDING_SIZE = 128
@@ -50,6 +59,12 @@ def check_attention(attention: str) -> None:
     """ValueError unless ``attention`` is one of ATTENTIONS."""
     if attention not in ATTENTIONS:
         raise ValueError(f"attention must be one of {ATTENTIONS}, got {attention!r}")
+
+
+def check_output(output: str) -> None:
+    """ValueError unless ``output`` is one of OUTPUTS."""
+    if output not in OUTPUTS:
+        raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
 
 
 def check_context(kind: str, context: bool) -> None:
@@ -90,15 +105,20 @@ def sinusoidal_positions(frames: int, width: int) -> np.ndarray:
 def weight_layout(kind: str, num_classes: int = 527, *, hidden_units: int = 1024, num_layers: int = 3,
                   dropout: float = 0.5, attention: str = "sigmoid", input_dropout: float = 0.0,
                   max_frames: int | None = None, num_heads: int = TRANSFORMER_NUM_HEADS,
-                  transformer_layers: int = TRANSFORMER_LAYERS,
-                  context: bool = False) -> list[tuple[str, tuple[int, ...]]]:
+                  transformer_layers: int = TRANSFORMER_LAYERS, context: bool = False,
+                  output: str = "sigmoid") -> list[tuple[str, tuple[int, ...]]]:
     """(name, shape) of each weight of a member, in ``model.weights`` order (names as Keras' paths).
 
-    Takes a member config's keywords (those of build_model); ValueError/TypeError for a bad config.
+    Takes a member config's keywords (those of build_model); ValueError/TypeError for a bad config. The
+    "linear" kind has no hidden layers: its only weights are ``logits`` (kernel [128, C], bias [C]).
     """
     del dropout, input_dropout, max_frames  # no weights depend on them
     if kind not in MODEL_KINDS:
         raise ValueError(f"unknown model kind {kind!r}; expected one of {MODEL_KINDS}")
+    check_output(output)
+    if kind == "linear":
+        check_context(kind, context)
+        return [("logits/kernel", (EMBEDDING_SIZE, num_classes)), ("logits/bias", (num_classes,))]
     if kind == "multi_attention" and num_layers < 2:
         raise ValueError("multi_attention needs num_layers >= 2")
     check_attention(attention)
@@ -158,6 +178,14 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return z
 
 
+def _softmax(z: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis of float32 z, in place."""
+    z -= z.max(axis=-1, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=-1, keepdims=True)
+    return z
+
+
 def _batch_norm_scale(bn: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """(scale, shift) float64 with batch_norm(v) = v * scale + shift, from (gamma, beta, mean, variance)."""
     gamma, beta, mean, variance = (np.asarray(p, np.float64) for p in bn)
@@ -181,7 +209,8 @@ class Member:
         self.kind: str = config["kind"]
         self.attention: str = config.get("attention", "sigmoid")
         self.context: bool = config.get("context", False)
-        num_layers = config.get("num_layers", 3)
+        self.output: str = config.get("output", "sigmoid")
+        num_layers = 0 if self.kind == "linear" else config.get("num_layers", 3)
         # Hidden layers: batch_norm(h @ kernel + bias) = (h @ kernel) * scale + (bias * scale + shift); the
         # kernel is used as given (no copy), the vectors are folded.
         self._hidden = []
@@ -231,6 +260,10 @@ class Member:
         """Whether the member has frame-level probabilities (decision-level kinds)."""
         return self.kind in DECISION_LEVEL_KINDS
 
+    def _activate(self, z: np.ndarray) -> np.ndarray:
+        """The member's class activation (``output``) of logits float32 [..., C], in place."""
+        return _softmax(z) if self.output == "softmax" else _sigmoid(z)
+
     def _apply(self, name: str, h: np.ndarray) -> np.ndarray:
         """Dense layer `name` on h [..., D] -> float32 [..., D'] (one 2-D matrix product)."""
         kernel, bias = self._dense[name]
@@ -239,18 +272,19 @@ class Member:
         return out.reshape(*h.shape[:-1], kernel.shape[1])
 
     def _trunk(self, x: np.ndarray, mask: np.ndarray) -> list[np.ndarray]:
-        """Every hidden layer's output float32 [B, T, H]."""
+        """The scaled input (x - 128) / 128 with padded frames zeroed, then every hidden layer's output
+        float32 [B, T, H] (the input alone for the "linear" kind, which has no hidden layers)."""
         batch, frames = mask.shape
         h = (np.asarray(x, np.float32) * np.float32(1.0 / 128.0) - np.float32(1.0)) * mask[..., None]
+        hidden = [h]
         h = h.reshape(batch * frames, -1)
-        hidden = []
         for kernel, scale, bias in self._hidden:
             h = h @ kernel
             h *= scale
             h += bias
             np.maximum(h, 0.0, out=h)
             hidden.append(h.reshape(batch, frames, -1))
-        return hidden
+        return hidden[1:] if self._hidden else hidden
 
     def last_hidden(self, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """The trunk's last hidden layer float32 [B, T, H] (what the output layers read, before context)."""
@@ -320,30 +354,38 @@ class Member:
         mask = np.asarray(mask, np.float32)
         hidden = self._trunk(x, mask)
         top = self._output_input(hidden[-1], mask)
+        m = mask[..., None]
+        if self.kind == "linear":  # the mean of the frames' logits, = the logits of the mean frame
+            logits = (self._apply("logits", top) * m).sum(axis=1) / np.maximum(m.sum(axis=1), np.float32(1.0))
+            return self._activate(logits)
         if self.kind == "multi_attention":
             pooled = [self._pool(_sigmoid(self._apply(f"cla{level}", h)), self._apply(f"att{level}", h), mask)
                       for level, h in ((1, hidden[-2]), (2, hidden[-1]))]
-            return _sigmoid(self._apply("fuse", np.concatenate(pooled, axis=-1)))
+            return self._activate(self._apply("fuse", np.concatenate(pooled, axis=-1)))
         if self.kind in ("feature_attention", "transformer"):
             if self.kind == "transformer":
                 top = self._transformer(top, mask)
             pooled = self._pool(self._apply("feat_cla", top), self._apply("feat_att", top), mask)
             scale, shift = self._pool_norm
-            return _sigmoid(self._apply("clip_probs", np.maximum(pooled * scale + shift, 0.0)))
-        frame = _sigmoid(self._apply("frame_probs", top))
-        m = mask[..., None]
+            return self._activate(self._apply("clip_probs", np.maximum(pooled * scale + shift, 0.0)))
+        frame = self._activate(self._apply("frame_probs", top))
         if self.kind == "average":
-            return (frame * m).sum(axis=1) / np.maximum(m.sum(axis=1), np.float32(1.0))
-        if self.kind == "max":
-            return (frame * m).max(axis=1)
-        if self.kind == "linear_softmax":
+            clip = (frame * m).sum(axis=1) / np.maximum(m.sum(axis=1), np.float32(1.0))
+        elif self.kind == "max":
+            clip = (frame * m).max(axis=1)
+        elif self.kind == "linear_softmax":
             frame *= m
-            return (frame * frame).sum(axis=1) / np.maximum(frame.sum(axis=1), np.float32(ATTENTION_EPS))
-        return self._pool(frame, self._apply("att", top), mask)
+            clip = (frame * frame).sum(axis=1) / np.maximum(frame.sum(axis=1), np.float32(ATTENTION_EPS))
+        else:
+            clip = self._pool(frame, self._apply("att", top), mask)
+        if self.output == "softmax":  # pooled per class: back to one distribution over the classes
+            clip /= np.maximum(clip.sum(axis=-1, keepdims=True), np.float32(ATTENTION_EPS))
+        return clip
 
     def frame_probs(self, x: np.ndarray, mask: np.ndarray, attention_exponent: float = 0.0) -> np.ndarray:
         """Frame probabilities float32 [B, T, C] of a decision-level member (for multi_attention: the fusion
-        layer applied to both levels' frame probabilities); ValueError for the kinds without frames.
+        layer applied to both levels' frame probabilities; for linear: each frame's own logits, activated);
+        ValueError for the kinds without frames.
 
         ``attention_exponent`` a > 0 weighs each frame probability by its attention weight ** a (the weight
         the clip's attention pooling gives the frame: single_attention's ``att`` weights, multi_attention's
@@ -357,14 +399,14 @@ class Member:
         if self.kind == "multi_attention":
             levels = ((1, hidden[-2]), (2, hidden[-1]))
             both = [_sigmoid(self._apply(f"cla{level}", h)) for level, h in levels]
-            frames = _sigmoid(self._apply("fuse", np.concatenate(both, axis=-1)))
+            frames = self._activate(self._apply("fuse", np.concatenate(both, axis=-1)))
             if attention_exponent > 0:
                 for level, h in levels:
                     frames *= self._attention_weights(self._apply(f"att{level}", h), mask) ** np.float32(
                         attention_exponent / 2)
             return frames
         top = self._output_input(hidden[-1], mask)
-        frames = _sigmoid(self._apply("frame_probs", top))
+        frames = self._activate(self._apply("logits" if self.kind == "linear" else "frame_probs", top))
         if attention_exponent > 0 and self.kind == "single_attention":
             frames *= self._attention_weights(self._apply("att", top), mask) ** np.float32(attention_exponent)
         return frames

@@ -194,8 +194,9 @@ def parse_segments_csv(path: str | os.PathLike[str]) -> list[Segment]:
     return segments
 
 
-def read_labels_csv(path: str | os.PathLike[str]) -> dict[str, list[str]]:
-    """Read a user labels CSV with header `id,labels`; labels are comma-separated names or mids.
+def read_labels_csv(path: str | os.PathLike[str], key: str = "id") -> dict[str, list[str]]:
+    """Read a user labels CSV with header `id,labels` (`key,labels`: e.g. `path,labels` for audio files);
+    labels are comma-separated names or mids.
 
     The labels field is itself read as a CSV record, so a label containing a comma is quoted inside it:
     the field `"Male speech, man speaking",Speech` (in the file a quoted field, its quotes doubled as CSV
@@ -207,21 +208,21 @@ def read_labels_csv(path: str | os.PathLike[str]) -> dict[str, list[str]]:
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.reader(f)
             header = next(reader, None)
-            if header is None or [h.strip().lower() for h in header[:2]] != ["id", "labels"]:
-                raise LabelsError(f"{path}: expected a header 'id,labels', got {header!r}")
+            if header is None or [h.strip().lower() for h in header[:2]] != [key, "labels"]:
+                raise LabelsError(f"{path}: expected a header '{key},labels', got {header!r}")
             for lineno, row in enumerate(reader, start=2):
                 if not row or not "".join(row).strip():
                     continue
                 if len(row) > 2:
                     raise LabelsError(
                         f"{path}: line {lineno}: {len(row)} fields; quote the labels field, "
-                        f'e.g. id,"Dog,Bark"'
+                        f'e.g. {key},"Dog,Bark"'
                     )
                 clip_id = row[0].strip()
                 if not clip_id:
-                    raise LabelsError(f"{path}: line {lineno}: empty id")
+                    raise LabelsError(f"{path}: line {lineno}: empty {key}")
                 if clip_id in result:
-                    raise LabelsError(f"{path}: line {lineno}: duplicate id {clip_id!r}")
+                    raise LabelsError(f"{path}: line {lineno}: duplicate {key} {clip_id!r}")
                 labels = next(csv.reader([row[1]], skipinitialspace=True), []) if len(row) > 1 else []
                 result[clip_id] = [label.strip() for label in labels if label.strip()]
     except OSError as exc:

@@ -1,4 +1,5 @@
-"""Multi-label evaluation as in the AudioSet papers: mAP, mean AUC and d′ over classes with positives."""
+"""Multi-label evaluation as in the AudioSet papers (mAP, mean AUC and d′ over classes with positives) and
+single-label evaluation (accuracy, macro-F1, the confusion matrix)."""
 
 from __future__ import annotations
 
@@ -152,3 +153,53 @@ def paired_bootstrap_map(y_true: np.ndarray, score_a: np.ndarray, score_b: np.nd
         diffs[i] = compute_metrics(truth, score_a[rows]).mAP - compute_metrics(truth, score_b[rows]).mAP
     return PairedBootstrap(observed, float(diffs.mean()), float(diffs.std(ddof=1)), float((diffs > 0).mean()),
                            samples)
+
+
+@dataclass(frozen=True)
+class ClassMetrics:
+    """Single-label scores of predicted classes (each clip's top class) against true classes.
+
+    accuracy: share of clips whose top class is their label. macro_f1: mean F1 over the classes that occur
+    as a label or a prediction (scikit-learn's f1_score(average="macro"); a class with no true positive
+    has F1 0). precision, recall, f1: float64 [C], nan where undefined (no prediction / no clip of the
+    class). support: int64 [C] clips per true class. confusion: int64 [C, C], rows true class, columns
+    predicted class.
+    """
+
+    accuracy: float
+    macro_f1: float
+    precision: np.ndarray
+    recall: np.ndarray
+    f1: np.ndarray
+    support: np.ndarray
+    confusion: np.ndarray
+
+    def summary(self) -> dict[str, float]:
+        """The scalar results as a JSON-ready dict."""
+        return {"accuracy": self.accuracy, "macro_F1": self.macro_f1}
+
+
+def class_metrics(y_true: np.ndarray, y_score: np.ndarray) -> ClassMetrics:
+    """Single-label metrics of scores float [N, C] against one-hot labels bool [N, C] (each clip exactly one
+    label; ValueError otherwise); the predicted class is each row's highest score (ties: the first)."""
+    y_true = np.asarray(y_true).astype(bool)
+    y_score = np.asarray(y_score, dtype=np.float64)
+    if y_true.ndim != 2 or y_true.shape != y_score.shape:
+        raise ValueError(f"y_true {y_true.shape} and y_score {y_score.shape} must both be [N, C]")
+    if not (y_true.sum(axis=1) == 1).all():
+        raise ValueError("single-label metrics need exactly one label per clip")
+    c = y_true.shape[1]
+    truth, predicted = y_true.argmax(axis=1), y_score.argmax(axis=1)
+    confusion = np.bincount(truth * c + predicted, minlength=c * c).reshape(c, c).astype(np.int64)
+    hits = np.diag(confusion).astype(np.float64)
+    support, predicted_count = confusion.sum(axis=1), confusion.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = hits / predicted_count
+        recall = hits / support
+        f1 = 2 * hits / (support + predicted_count)
+    occurring = (support + predicted_count) > 0
+    return ClassMetrics(
+        accuracy=float(hits.sum() / max(len(truth), 1)),
+        macro_f1=float(f1[occurring].mean()) if occurring.any() else math.nan,
+        precision=precision, recall=recall, f1=f1, support=support, confusion=confusion,
+    )

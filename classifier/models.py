@@ -18,7 +18,12 @@ encoder blocks over the frames (``num_heads``-head self-attention that never att
 position-wise feed-forward of 2 x hidden_units) before feature_attention's pooling and classifier; it has
 no frame-level output either.  ``context=True`` (the kinds of CONTEXT_KINDS) feeds the output layers each
 frame's last hidden vector concatenated with the mean of its real neighbours' (frames t - 1 and t + 1), so a
-frame's scores can use the evidence around it.
+frame's scores can use the evidence around it.  "linear" is a linear probe: one dense layer ``logits`` on
+each scaled frame, averaged over the real frames (its frame-level output is each frame's activated logits).
+
+``output="softmax"`` makes the clip output one distribution over the classes (single-label tasks): the
+frame classifiers of decision-level kinds and the last layer of the others use a softmax over the classes,
+and decision-level kinds renormalise their pooled scores to sum to 1 (:class:`ClassNormalization`).
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from classifier.inference import (
     TRANSFORMER_NUM_HEADS,
     check_attention,
     check_context,
+    check_output,
     check_transformer,
     position_frequencies,
 )
@@ -69,6 +75,13 @@ class MaskedLinearSoftmaxPooling(layers.Layer):
     def call(self, values, mask):
         v = values * ops.expand_dims(mask, -1)
         return ops.sum(v * v, axis=1) / ops.maximum(ops.sum(v, axis=1), ATTENTION_EPS)
+
+
+class ClassNormalization(layers.Layer):
+    """Scores [B, C] divided by their sum over the classes (at least ATTENTION_EPS): one distribution."""
+
+    def call(self, values):
+        return values / ops.maximum(ops.sum(values, axis=-1, keepdims=True), ATTENTION_EPS)
 
 
 class AttentionPooling(layers.Layer):
@@ -174,7 +187,7 @@ class MaskedSelfAttention(layers.Layer):
 
 def _trunk(x, mask, hidden_units: int, num_layers: int, dropout: float, input_dropout: float) -> list:
     """Scale, drop embedding dimensions (training only), zero padded frames, then the per-frame MLP;
-    returns every hidden layer's output [B, T, H]."""
+    returns every hidden layer's output [B, T, H] (the scaled input alone when num_layers is 0)."""
     h = layers.Rescaling(1.0 / 128.0, offset=-1.0, name="scale")(x)
     if input_dropout > 0:
         h = layers.Dropout(input_dropout, name="input_dropout")(h)
@@ -186,7 +199,7 @@ def _trunk(x, mask, hidden_units: int, num_layers: int, dropout: float, input_dr
         h = layers.ReLU(name=f"relu{i + 1}")(h)
         h = layers.Dropout(dropout, name=f"dropout{i + 1}")(h)
         hidden.append(h)
-    return hidden
+    return hidden or [h]
 
 
 def _transformer_blocks(h, mask, blocks: int, num_heads: int, dropout: float):
@@ -206,15 +219,16 @@ def _transformer_blocks(h, mask, blocks: int, num_heads: int, dropout: float):
     return layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON, name="ln_final")(h)
 
 
-def _feature_attention_classifier(top, mask, width: int, num_classes: int, attention: str, dropout: float):
-    """Attention pooling of [B, T, D] frames into [B, width] -> BN -> ReLU -> Dropout -> sigmoid [B, C]."""
+def _feature_attention_classifier(top, mask, width: int, num_classes: int, attention: str, dropout: float,
+                                  output: str):
+    """Attention pooling of [B, T, D] frames into [B, width] -> BN -> ReLU -> Dropout -> ``output`` [B, C]."""
     values = layers.Dense(width, name="feat_cla")(top)
     logits = layers.Dense(width, name="feat_att")(top)
     h = AttentionPooling(attention, name="pool")(values, logits, mask)
     h = layers.BatchNormalization(epsilon=BATCH_NORM_EPSILON, name="bn_pool")(h)
     h = layers.ReLU(name="relu_pool")(h)
     h = layers.Dropout(dropout, name="dropout_pool")(h)
-    return layers.Dense(num_classes, activation="sigmoid", name="clip_probs")(h)
+    return layers.Dense(num_classes, activation=output, name="clip_probs")(h)
 
 
 def build_model(
@@ -230,13 +244,16 @@ def build_model(
     num_heads: int = TRANSFORMER_NUM_HEADS,
     transformer_layers: int = TRANSFORMER_LAYERS,
     context: bool = False,
+    output: str = "sigmoid",
 ) -> keras.Model:
     """Build an (untrained) model of ``kind`` (one of MODEL_KINDS); see the module docstring for I/O.
 
     ``input_dropout`` drops embedding dimensions of every frame while training (no weights; inference
     ignores it). ``max_frames`` fixes T in the input shape (None accepts any length). ``num_heads`` and
     ``transformer_layers`` shape the "transformer" kind only (hidden_units must be a multiple of num_heads).
-    ``context`` widens the output layers' input with the neighbour mean (CONTEXT_KINDS only).
+    ``context`` widens the output layers' input with the neighbour mean (CONTEXT_KINDS only). ``output``:
+    the class activation, "sigmoid" (multi-label) or "softmax" (single-label). The "linear" kind ignores
+    the trunk's settings (it has no hidden layers).
     """
     if kind not in MODEL_KINDS:
         raise ValueError(f"unknown model kind {kind!r}; expected one of {MODEL_KINDS}")
@@ -245,12 +262,16 @@ def build_model(
     if kind == "transformer":
         check_transformer(hidden_units, num_heads, transformer_layers)
     check_context(kind, context)
+    check_output(output)
     x = keras.Input((max_frames, EMBEDDING_SIZE), name="x")
     mask = keras.Input((max_frames,), name="mask")
-    hidden = _trunk(x, mask, hidden_units, num_layers, dropout, input_dropout)
+    hidden = _trunk(x, mask, hidden_units, 0 if kind == "linear" else num_layers, dropout, input_dropout)
     top = NeighbourContext(name="context")(hidden[-1], mask) if context else hidden[-1]
-    if kind in ("average", "max", "linear_softmax", "single_attention"):
-        frame = layers.Dense(num_classes, activation="sigmoid", name="frame_probs")(top)
+    if kind == "linear":
+        logits = MaskedAveragePooling(name="pool")(layers.Dense(num_classes, name="logits")(top), mask)
+        out = layers.Activation(output, name="clip_activation")(logits)
+    elif kind in ("average", "max", "linear_softmax", "single_attention"):
+        frame = layers.Dense(num_classes, activation=output, name="frame_probs")(top)
         if kind == "average":
             out = MaskedAveragePooling(name="pool")(frame, mask)
         elif kind == "max":
@@ -260,17 +281,19 @@ def build_model(
         else:
             logits = layers.Dense(num_classes, name="att")(top)
             out = AttentionPooling(attention, name="pool")(frame, logits, mask)
+        if output == "softmax":
+            out = ClassNormalization(name="normalize")(out)
     elif kind == "multi_attention":
         pooled = []
         for level, h in ((1, hidden[-2]), (2, hidden[-1])):
             cla = layers.Dense(num_classes, activation="sigmoid", name=f"cla{level}")(h)
             logits = layers.Dense(num_classes, name=f"att{level}")(h)
             pooled.append(AttentionPooling(attention, name=f"pool{level}")(cla, logits, mask))
-        out = layers.Dense(num_classes, activation="sigmoid", name="fuse")(layers.Concatenate()(pooled))
+        out = layers.Dense(num_classes, activation=output, name="fuse")(layers.Concatenate()(pooled))
     else:
         if kind == "transformer":
             top = _transformer_blocks(top, mask, transformer_layers, num_heads, dropout)
-        out = _feature_attention_classifier(top, mask, hidden_units, num_classes, attention, dropout)
+        out = _feature_attention_classifier(top, mask, hidden_units, num_classes, attention, dropout, output)
     return keras.Model({"x": x, "mask": mask}, out, name=kind)
 
 
@@ -294,6 +317,8 @@ def frame_model(model: keras.Model, attention_exponent: float = 0.0) -> keras.Mo
                 weights = model.get_layer(f"pool{level}").attention_weights(
                     model.get_layer(f"att{level}").output, mask)
                 frame = frame * ops.power(weights, attention_exponent / 2)
+    elif model.name == "linear":
+        frame = model.get_layer("clip_activation")(model.get_layer("logits").output)
     else:
         frame = model.get_layer("frame_probs").output
         if attention_exponent > 0 and model.name == "single_attention":

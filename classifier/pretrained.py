@@ -17,7 +17,14 @@ import numpy as np
 
 from audiotag_data import data_dir
 from classifier.clipset import EMBEDDING_SIZE, MAX_FRAMES, pad_clips
-from classifier.head_file import HeadError, check_rule, combine_probabilities, read_head, save_head
+from classifier.head_file import (
+    HeadError,
+    check_rule,
+    check_task,
+    combine_probabilities,
+    read_head,
+    save_head,
+)
 from classifier.lite import LiteHead, check_engine
 
 DEFAULT_HEAD = "audioset"
@@ -41,16 +48,18 @@ class Head:
     ``Head(members, member_configs, ...)`` takes Keras models (training, :func:`build_model`) and copies
     their weights; :meth:`from_weights` (used by :func:`load_head` and :func:`combine_heads`) takes the
     weights directly and never imports TensorFlow. ``class_names`` gives the C output classes in order;
-    ``combine`` (one of classifier.head_file.COMBINE_RULES) says how the members' probabilities are averaged.
+    ``combine`` (one of classifier.head_file.COMBINE_RULES) says how the members' probabilities are averaged;
+    ``task`` (one of classifier.head_file.TASKS) whether they are independent per class ("multilabel") or one
+    distribution over the classes ("multiclass").
     """
 
     def __init__(self, members: Sequence, member_configs: Sequence[dict], class_names: Sequence[str],
                  name: str = "head", info: dict | None = None, combine: str = "mean_probability", *,
                  frame_members: Sequence = (), frame_member_configs: Sequence[dict] = (),
-                 timeline: dict | None = None, event_rules: dict | None = None):
+                 timeline: dict | None = None, event_rules: dict | None = None, task: str = "multilabel"):
         weights = [[np.asarray(w, np.float32) for w in model.weights] for model in members]
         frame_weights = [[np.asarray(w, np.float32) for w in model.weights] for model in frame_members]
-        self._setup(member_configs, weights, class_names, name, info, combine)
+        self._setup(member_configs, weights, class_names, name, info, combine, task)
         self._setup_timeline(frame_member_configs, frame_weights, timeline, event_rules)
 
     @classmethod
@@ -58,11 +67,11 @@ class Head:
                      class_names: Sequence[str], name: str = "head", info: dict | None = None,
                      combine: str = "mean_probability", *, frame_member_configs: Sequence[dict] = (),
                      frame_member_weights: Sequence[Sequence[np.ndarray]] = (), timeline: dict | None = None,
-                     event_rules: dict | None = None) -> Head:
+                     event_rules: dict | None = None, task: str = "multilabel") -> Head:
         """A head from member configs and their weight arrays (``model.weights`` order, any float dtype).
-        ValueError when a member's weights do not fit its config."""
+        ValueError when a member's weights do not fit its config, or the members do not fit the task."""
         head = cls.__new__(cls)
-        head._setup(member_configs, member_weights, class_names, name, info, combine)
+        head._setup(member_configs, member_weights, class_names, name, info, combine, task)
         head._setup_timeline(frame_member_configs, frame_member_weights, timeline, event_rules)
         return head
 
@@ -84,12 +93,13 @@ class Head:
         self.event_rules = dict(event_rules) if event_rules else None
 
     def _setup(self, member_configs: Sequence[dict], member_weights: Sequence[Sequence[np.ndarray]],
-               class_names: Sequence[str], name: str, info: dict | None, combine: str) -> None:
+               class_names: Sequence[str], name: str, info: dict | None, combine: str, task: str) -> None:
         from classifier.inference import Member
 
         if not member_configs or len(member_weights) != len(member_configs):
             raise ValueError("a head needs at least one member and one config per member")
         self.combine = check_rule(combine)
+        self.task = check_task(task, member_configs, combine)
         self.member_configs = [dict(c) for c in member_configs]
         self.member_weights = [[np.asarray(w, np.float32) for w in ws] for ws in member_weights]
         self.class_names = list(class_names)
@@ -216,8 +226,8 @@ class Head:
                                  [self.member_weights[i] for i in members], self.class_names, name, info,
                                  self.combine, frame_member_configs=self.frame_member_configs,
                                  frame_member_weights=self.frame_member_weights,
-                                 timeline=self.timeline.to_config(), event_rules=self.event_rules
-                                 ).with_engine(self.engine, threads=self.engine_threads)
+                                 timeline=self.timeline.to_config(), event_rules=self.event_rules,
+                                 task=self.task).with_engine(self.engine, threads=self.engine_threads)
 
     def with_frame_members(self, source: Head) -> Head:
         """A copy of this head whose timeline comes from ``source``'s decision-level members (stored as
@@ -233,8 +243,8 @@ class Head:
         return Head.from_weights(self.member_configs, self.member_weights, self.class_names, self.name,
                                  self.info, self.combine, frame_member_configs=[c for c, _ in pairs],
                                  frame_member_weights=[w for _, w in pairs],
-                                 timeline=self.timeline.to_config(), event_rules=self.event_rules
-                                 ).with_engine(self.engine, threads=self.engine_threads)
+                                 timeline=self.timeline.to_config(), event_rules=self.event_rules,
+                                 task=self.task).with_engine(self.engine, threads=self.engine_threads)
 
     def save(self, path: str | os.PathLike[str], dtype: str = "float32") -> Path:
         """Write the head atomically as one .npz (weights stored as ``dtype``: one of
@@ -242,13 +252,13 @@ class Head:
         return save_head(path, self.member_configs, self.member_weights, self.class_names, self.name,
                          self.info, dtype, self.combine, frame_member_configs=self.frame_member_configs,
                          frame_member_weights=self.frame_member_weights, timeline=self.timeline.to_config(),
-                         event_rules=self.event_rules)
+                         event_rules=self.event_rules, task=self.task)
 
 
 def combine_heads(heads: Sequence[Head], name: str, info: dict | None = None,
                   combine: str = "mean_probability") -> Head:
     """One head averaging all members of ``heads`` by ``combine`` (an ensemble); they must share their
-    class list. Every member weighs the same, so a 2-snapshot head counts twice.
+    class list and task. Every member weighs the same, so a 2-snapshot head counts twice.
 
     ``info`` records provenance; each source head's name and info are kept under ``info["sources"]``.
     """
@@ -257,10 +267,14 @@ def combine_heads(heads: Sequence[Head], name: str, info: dict | None = None,
     for head in heads[1:]:
         if head.class_names != heads[0].class_names:
             raise HeadError(f"cannot combine head {head.name!r}: its classes differ from {heads[0].name!r}")
+        if head.task != heads[0].task:
+            raise HeadError(f"cannot combine head {head.name!r} ({head.task}) with {heads[0].name!r} "
+                            f"({heads[0].task})")
     sources = [{"name": h.name, "info": h.info} for h in heads]
     return Head.from_weights([c for h in heads for c in h.member_configs],
                              [w for h in heads for w in h.member_weights],
-                             heads[0].class_names, name, dict(info or {}) | {"sources": sources}, combine)
+                             heads[0].class_names, name, dict(info or {}) | {"sources": sources}, combine,
+                             task=heads[0].task)
 
 
 def load_head(path: str | os.PathLike[str], engine: str = "numpy") -> Head:
@@ -272,7 +286,7 @@ def load_head(path: str | os.PathLike[str], engine: str = "numpy") -> Head:
                                  stored.name, stored.info, stored.combine,
                                  frame_member_configs=stored.frame_member_configs,
                                  frame_member_weights=stored.frame_member_weights, timeline=stored.timeline,
-                                 event_rules=stored.event_rules)
+                                 event_rules=stored.event_rules, task=stored.task)
     except (TypeError, ValueError) as exc:
         raise HeadError(f"{Path(path)}: bad timeline settings ({exc})") from exc
     return head if engine == "numpy" else head.with_engine(engine)

@@ -1,5 +1,6 @@
-"""Evaluation report files: per-class CSV/JSON, summary JSON and the AP-vs-training-clips plot (atomic; the
-temporaries that killed runs left in the report folder are deleted before its first file is written)."""
+"""Evaluation report files: per-class CSV/JSON, summary JSON, the AP-vs-training-clips plot and, for
+single-label heads, the confusion matrix as CSV and PNG (atomic; the temporaries that killed runs left in the
+report folder are deleted before its first file is written)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from classifier.metrics import Metrics
+from classifier.metrics import ClassMetrics, Metrics
 from safeio.atomic import atomic_output, sweep_folder_once
 from safeio.names import printable_name
 
 PER_CLASS_FIELDS = ("index", "mid", "name", "train_count", "n_eval_positives", "AP", "AUC")
+SINGLE_LABEL_FIELDS = ("precision", "recall", "F1")  # per-class columns added for single-label heads
+CONFUSION_ANNOTATED_CLASSES = 30  # up to this many classes the confusion plot writes each cell's count
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> Path:
@@ -47,10 +50,12 @@ def json_safe(data: object) -> object:
 
 
 def per_class_rows(
-    metrics: Metrics, mids: Sequence[str], names: Sequence[str], train_counts: np.ndarray | None
+    metrics: Metrics, mids: Sequence[str], names: Sequence[str], train_counts: np.ndarray | None,
+    single_label: ClassMetrics | None = None,
 ) -> list[dict]:
-    """One dict per class (PER_CLASS_FIELDS); AP/AUC None when excluded, train_count None when unknown."""
-    return [
+    """One dict per class (PER_CLASS_FIELDS, and SINGLE_LABEL_FIELDS with ``single_label``); AP/AUC None
+    when excluded, precision/recall/F1 None when undefined, train_count None when unknown."""
+    rows = [
         {
             "index": k, "mid": mids[k], "name": names[k],
             "train_count": None if train_counts is None else int(train_counts[k]),
@@ -59,12 +64,19 @@ def per_class_rows(
         }
         for k in range(len(names))
     ]
+    if single_label is not None:
+        values = (single_label.precision, single_label.recall, single_label.f1)
+        for k, row in enumerate(rows):
+            row |= {field: _number(v[k]) for field, v in zip(SINGLE_LABEL_FIELDS, values, strict=True)}
+    return rows
 
 
 def write_per_class_csv(rows: list[dict], path: Path) -> Path:
-    """per_class.csv: PER_CLASS_FIELDS columns; empty cells for undefined values."""
+    """per_class.csv: the rows' columns (PER_CLASS_FIELDS, maybe SINGLE_LABEL_FIELDS); empty cells for
+    undefined values."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=PER_CLASS_FIELDS, lineterminator="\n")
+    fields = list(rows[0]) if rows else PER_CLASS_FIELDS
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for row in rows:
         cells = {k: ("" if v is None else f"{v:.6f}" if isinstance(v, float) else v) for k, v in row.items()}
@@ -105,6 +117,48 @@ def plot_ap_vs_count(
     axes.set_title(title or f"per-class AP: {metrics.n_classes_used} classes ({metrics.n_classes_excluded} "
                    f"without positives or negatives left out), {metrics.n_clips} clips")
     axes.grid(True, which="both", alpha=0.3)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def write_confusion_csv(confusion: np.ndarray, names: Sequence[str], path: Path) -> Path:
+    """confusion.csv: a header `true class,<name>...` (the predicted classes), then one row per true class of
+    the counts int [C, C]."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["true class", *names])
+    for name, row in zip(names, confusion, strict=True):
+        writer.writerow([name, *(int(v) for v in row)])
+    return atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))
+
+
+def plot_confusion(confusion: np.ndarray, names: Sequence[str], path: Path, *, title: str = "") -> Path:
+    """PNG of the confusion matrix int [C, C] (rows true class, columns predicted), each row coloured by its
+    share of the row's clips, with the counts written in the cells up to CONFUSION_ANNOTATED_CLASSES."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    c = len(names)
+    shares = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
+    side = min(4 + 0.45 * c, 20)
+    figure = Figure(figsize=(side + 1.5, side), dpi=100)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    image = axes.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    figure.colorbar(image, ax=axes, label="share of the true class's clips")
+    if c <= CONFUSION_ANNOTATED_CLASSES:
+        for i in range(c):
+            for j in range(c):
+                if confusion[i, j]:
+                    axes.text(j, i, str(int(confusion[i, j])), ha="center", va="center", fontsize=8,
+                              color="white" if shares[i, j] > 0.5 else "black")
+    axes.set_xticks(range(c), [printable_name(n) for n in names], rotation=60, ha="right", fontsize=8)
+    axes.set_yticks(range(c), [printable_name(n) for n in names], fontsize=8)
+    axes.set_xlabel("predicted class")
+    axes.set_ylabel("true class")
+    axes.set_title(title or f"confusion matrix ({int(confusion.sum())} clips)")
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")

@@ -61,7 +61,8 @@ def retrain_clipset(data: ClipSet, out_dir: str | os.PathLike[str], **overrides)
     scores = head.predict_arrays(holdout.x, holdout.mask)
     report_dir = Path(out_dir) / "report"
     metrics = evaluate_predictions(holdout.y, scores, data.class_names, train_set.class_counts(), report_dir,
-                                   extra={"model": str(head_path), "split": "held-out part of the user data"})
+                                   extra={"model": str(head_path), "split": "held-out part of the user data"},
+                                   task=config.task)
     logger.info("held-out mAP %.4f over %d classes; report in %s", metrics.mAP, metrics.n_classes_used,
                 report_dir)
     return RetrainResult(head_path, metrics, report_dir)

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from classifier.clipset import ClipSet
-from classifier.head_file import save_head, save_npz_atomic
+from classifier.head_file import TASK_OUTPUTS, TASKS, save_head, save_npz_atomic
 from classifier.inference import (
     TRANSFORMER_LAYERS,
     TRANSFORMER_NUM_HEADS,
@@ -38,12 +38,14 @@ from classifier.inference import (
     check_transformer,
 )
 from classifier.sampling import BalancedSampler, holdout_split, kfold_split
+from classifier.tasks import TaskError, resolve_task
 from safeio.artifacts import BrokenFileError, read_npz
 from safeio.atomic import atomic_output, remove_stale_temporaries
 from safeio.lock import FolderLock
 
 logger = logging.getLogger(__name__)
 
+PROBABILITY_EPS = 1e-7  # the loss clips probabilities to [eps, 1 - eps]
 METRIC_FIELDS = (
     "iteration", "train_loss", "holdout_mAP", "holdout_mAUC", "holdout_d_prime", "lr", "elapsed_s",
 )
@@ -92,6 +94,9 @@ class TrainConfig:
         "transformer" kind (only for that kind; hidden_units must be a multiple of num_heads).
     context: the output layers also read each frame's neighbour mean (kinds of CONTEXT_KINDS only; see
         classifier.models).
+    task: "multilabel" (sigmoid outputs, binary cross-entropy) or "multiclass" (every clip has exactly one
+        label: softmax outputs, categorical cross-entropy; label smoothing "half" then moves the targets
+        toward the uniform distribution 1/C).
     """
 
     train_data: str = ""
@@ -125,6 +130,7 @@ class TrainConfig:
     num_heads: int = TRANSFORMER_NUM_HEADS
     transformer_layers: int = TRANSFORMER_LAYERS
     context: bool = False
+    task: str = "multilabel"
     snapshots: int = 1
     snapshot_average: str = "predictions"
     seed: int = 0
@@ -140,10 +146,14 @@ class TrainConfig:
             config |= {"num_heads": self.num_heads, "transformer_layers": self.transformer_layers}
         if self.context:
             config["context"] = True
+        if self.task == "multiclass":  # only in configs that use it, as "context"
+            config["output"] = TASK_OUTPUTS[self.task]
         return config
 
     def check(self) -> None:
         """TrainError naming the setting that is out of range."""
+        if self.task not in TASKS:
+            raise TrainError(f"task must be one of {TASKS}, got {self.task!r}")
         if self.folds == 0 and self.fold != 0:
             raise TrainError(f"fold {self.fold} needs folds (the number of folds)")
         if self.folds and not (self.folds >= 2 and 0 <= self.fold < self.folds):
@@ -239,7 +249,8 @@ class _Batches:
             y = lam[:, None] * y + (1 - lam[:, None]) * y[perm]
             mask = mask | mask[perm]
         if c.label_smoothing > 0:
-            toward = 0.5 if c.smoothing_target == "half" else self.prior
+            uniform = 0.5 if c.task == "multilabel" else 1.0 / y.shape[1]
+            toward = uniform if c.smoothing_target == "half" else self.prior
             y = y * (1 - c.label_smoothing) + toward * c.label_smoothing
         return x, mask.astype(np.float32), y
 
@@ -276,7 +287,7 @@ def _trajectory_key(config_json: str) -> dict:
 _LATER_DEFAULTS = {"frame_dropout": 0.0, "time_mask": 0, "input_dropout": 0.0, "smoothing_target": "half",
                    "ontology_smoothing": 0.0, "teacher": None, "distill_weight": 0.5,
                    "num_heads": TRANSFORMER_NUM_HEADS, "transformer_layers": TRANSFORMER_LAYERS,
-                   "context": False, "folds": 0, "fold": 0}
+                   "context": False, "folds": 0, "fold": 0, "task": "multilabel"}
 
 
 def _rng_state(rng: np.random.Generator) -> np.ndarray:
@@ -317,13 +328,17 @@ class Trainer:
         self.iteration = 0
         self.history: list[dict] = []
         model, optimizer = self.model, self.optimizer
+        multiclass = config.task == "multiclass"
 
         @tf.function
         def step(x, mask, y):
             with tf.GradientTape() as tape:
                 p = model({"x": x, "mask": mask}, training=True)
-                p = tf.clip_by_value(p, 1e-7, 1.0 - 1e-7)
-                loss = -tf.reduce_mean(y * tf.math.log(p) + (1.0 - y) * tf.math.log(1.0 - p))
+                p = tf.clip_by_value(p, PROBABILITY_EPS, 1.0 - PROBABILITY_EPS)
+                if multiclass:  # categorical cross-entropy over the classes
+                    loss = -tf.reduce_mean(tf.reduce_sum(y * tf.math.log(p), axis=-1))
+                else:  # binary cross-entropy per class
+                    loss = -tf.reduce_mean(y * tf.math.log(p) + (1.0 - y) * tf.math.log(1.0 - p))
             grads = tape.gradient(loss, model.trainable_variables)
             optimizer.apply(grads, model.trainable_variables)
             return loss
@@ -444,7 +459,7 @@ def plot_curve(history: list[dict], f) -> None:
     fig, ax1 = plt.subplots(figsize=(7, 4))
     ax1.plot(its, [r["train_loss"] for r in history], color="tab:blue")
     ax1.set_xlabel("iteration")
-    ax1.set_ylabel("training loss (BCE)", color="tab:blue")
+    ax1.set_ylabel("training loss (cross-entropy)", color="tab:blue")
     ax2 = ax1.twinx()
     ax2.plot(its, [r["holdout_mAP"] for r in history], color="tab:red", marker=".")
     ax2.set_ylabel("held-out mAP", color="tab:red")
@@ -566,6 +581,10 @@ def train_clipset(config: TrainConfig, data: ClipSet) -> Path:
         raise TrainError(f"{config.train_data or 'the training data'}: no clip has a label; nothing to learn "
                          "(check the labels, or that the labels CSV ids match the clips)")
     config.check()
+    try:
+        resolve_task(data.y, config.task, config.train_data or "the training data")
+    except TaskError as exc:
+        raise TrainError(str(exc)) from None
     train_set, holdout = split_holdout(config, data)
     with FolderLock(config.out_dir):  # one run per run folder (the CLI has taken it already, maybe waiting)
         remove_stale_temporaries(Path(config.out_dir), recursive=True)  # left by a killed run
@@ -586,7 +605,7 @@ def train_clipset(config: TrainConfig, data: ClipSet) -> Path:
         if config.snapshot_average == "weights":
             weights = [average_weights(weights)]
         path = save_head(out_dir / "head.npz", [member] * len(weights), weights, data.class_names,
-                         name=out_dir.name, info=info)
+                         name=out_dir.name, info=info, task=config.task)
         logger.info("head from iterations %s (held-out mAP %.4f) written to %s", chosen, holdout_map, path)
         return path
 

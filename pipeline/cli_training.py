@@ -38,9 +38,13 @@ def cmd_pack_features(args: argparse.Namespace) -> int:
 
 COMMANDS = (
     Command("train", train_command, add_train_arguments, help="train a classifier head",
-            description="Train a head on the AudioSet release or on extract outputs plus a labels CSV."),
+            description="Train a head on your own sounds (a folder with one subfolder of audio per class, or "
+            "a CSV `path,labels` of audio files: extracted into the run folder, the model chosen by "
+            "cross-validation, a report written; exit status 3 when some files could not be read), on the "
+            "AudioSet release, or on extract outputs plus a labels CSV (--labels)."),
     Command("evaluate", evaluate_command, add_evaluate_arguments, help="evaluate a classifier head",
-            description="mAP, AUC and d' of a head on labelled features; per-class report files."),
+            description="mAP, AUC and d' of a head (and accuracy, macro-F1 and the confusion matrix of a "
+            "multiclass head) on labelled features or labelled audio; per-class report files."),
     Command("pack-features", cmd_pack_features, _pack_arguments, help="convert features TFRecord <-> HDF5",
             description="Convert AudioSet-format TFRecords or extract outputs to Kong's HDF5 layout and back "
             "(direction by the extension of DEST)."),

@@ -5,7 +5,8 @@ Every stage reuses the project's own definition: the log-mel front end and postp
 twins in vggish.tf_frontend (same constants, same filterbank), the CNN is vggish's TF-Slim graph with the
 checkpoint's weights (vggish.tf_function), and the head is rebuilt from its member configs and float32
 weights (classifier.tf_head). The graph reproduces pipeline.Tagger: clip scores are the maximum over
-10-patch windows `window_hop` patches apart (one window of all patches for clips of up to 10), frame scores
+10-patch windows `window_hop` patches apart (one window of all patches for clips of up to 10; for a
+multiclass head the mean of the windows' distributions, classifier.head_file.combine_windows), frame scores
 are the calibrated timeline per 0.96 s patch (TimelineScores below: classifier.tf_timeline, the TF twin of
 classifier.timeline, with the head's gamma).
 
@@ -15,7 +16,8 @@ SavedModel signatures:
   embed(waveform) -> embedding, raw_embedding, timestamps;
   labels() -> index int32 [C], mid string [C], name string [C] (also the asset labels.csv);
   metadata() -> synthetic bool, vggish_checkpoint string (its status), head string, window_hop int32,
-      sample_rate int32, format string (also the asset export_info.json).
+      sample_rate int32, format string, task string (the head's: "multiclass" scores are one distribution
+      over the classes) (also the asset export_info.json).
 """
 
 from __future__ import annotations
@@ -63,11 +65,12 @@ class ExportInfo:
     vggish_checkpoint: str  # vggish.checkpoint.checkpoint_status: verified-release / unverified / synthetic
     head: str
     window_hop: int
+    task: str = "multilabel"  # the head's (classifier.head_file.TASKS)
 
     def as_dict(self) -> dict[str, Any]:
         return {"format": EXPORT_FORMAT, "synthetic": self.synthetic,
                 "vggish_checkpoint": self.vggish_checkpoint, "head": self.head, "window_hop": self.window_hop,
-                "sample_rate": params.SAMPLE_RATE}
+                "sample_rate": params.SAMPLE_RATE, "task": self.task}
 
 
 def window_starts(num_patches: tf.Tensor, hop: int) -> tf.Tensor:
@@ -143,14 +146,16 @@ class TaggerModule(tf.Module):
         return windows, starts, self.head.clip_probabilities(windows, tf.ones_like(windows[:, :, 0]))
 
     def scores(self, x: tf.Tensor, window_hop: int) -> tuple[tf.Tensor, tf.Tensor]:
-        """x float32 [N, 128] -> clip scores float32 [C] (the maximum over windows `window_hop` patches apart)
-        and the calibrated timeline float32 [N, C] (windows at most 10 patches apart, as pipeline.Tagger)."""
+        """x float32 [N, 128] -> clip scores float32 [C] (over windows `window_hop` patches apart: their
+        maximum, or for a multiclass head their mean) and the calibrated timeline float32 [N, C] (windows at
+        most 10 patches apart, as pipeline.Tagger)."""
         windows, starts, probs = self.window_probabilities(x, window_hop)
         if window_hop > WINDOW_PATCHES:
             windows, starts, frame_probs = self.window_probabilities(x, WINDOW_PATCHES)
         else:
             frame_probs = probs
-        return tf.reduce_max(probs, axis=0), self.timeline(windows, starts, frame_probs, tf.shape(x)[0])
+        combine = tf.reduce_mean if self.info.task == "multiclass" else tf.reduce_max
+        return combine(probs, axis=0), self.timeline(windows, starts, frame_probs, tf.shape(x)[0])
 
     def tag(self, waveform: tf.Tensor, dtype: tf.DType = tf.float64) -> dict[str, tf.Tensor]:
         """waveform float32 [n] -> scores, frame_scores, timestamps, embedding, raw_embedding."""
@@ -188,7 +193,7 @@ def build_module(checkpoint: str | os.PathLike[str] | None = None, head: Any = N
     head = load_head(head)
     mids, names = class_table(head)
     info = ExportInfo(synthetic=status == "synthetic", vggish_checkpoint=status, head=head.name,
-                      window_hop=window_hop)
+                      window_hop=window_hop, task=getattr(head, "task", "multilabel"))
     if info.synthetic:
         logger.warning("exporting a SYNTHETIC VGGish checkpoint: the export is marked synthetic=True")
     return TaggerModule(VGGishFunction(path), head, mids, names, info, Postprocessor())

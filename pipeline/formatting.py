@@ -6,7 +6,9 @@ classes of each 0.96 s patch) and `"windows": [{"start", "end", "labels"}]` (eac
 clip); with events, `"events": [{"index", "mid", "name", "start", "end", "score"}]`. Labels and events of
 flagged classes carry `"rolled_up"`, `"abstract"` or `"blacklisted": true`. CSV: header
 `file,scope,start,end,rank,index,mid,name,score`; scope `clip` rows (start 0, end = duration), with frames
-`frame` and `window` rows, with events `event` rows (rank = order in the file). Audacity: one label track
+`frame` and `window` rows, with events `event` rows (rank = order in the file). For a multiclass head (one
+class per clip; its scores sum to 1) the JSON item also has `"class"`, the top label, and the text's header
+line ends with it. Audacity: one label track
 per file, `start<TAB>end<TAB>name` lines (seconds), the events of the file.
 
 File names are valid UTF-8 in every format: each byte that is not UTF-8 is written `\\xNN`, as in clip ids
@@ -58,11 +60,19 @@ def _event_dicts(result: TagResult) -> list[dict[str, Any]]:
     return [event.to_dict() | {flag: True for flag in flags.get(event.mid, ())} for event in result.events]
 
 
+def top_class(result: TagResult) -> Label | None:
+    """The clip's class: the top label of a multiclass result (None for multilabel, or no label left)."""
+    top = result.top(1) if result.task == "multiclass" else []
+    return top[0] if top else None
+
+
 def to_json(results: Sequence[TagResult], top_k: int, frames: bool = False, events: bool = False) -> str:
     """One JSON document for all files."""
     items: list[dict[str, Any]] = []
     for result in results:
         item = clip_item(result.source, result.duration, result.top(top_k))
+        if (label := top_class(result)) is not None:
+            item["class"] = label.as_dict()
         if frames:
             for key, rows in _segments(result, top_k).items():
                 item[key] = [
@@ -111,7 +121,9 @@ def to_text(results: Sequence[TagResult], top_k: int, frames: bool = False, even
     """Human-readable: per file a header line, then `score  name` lines, then an optional timeline."""
     lines = []
     for result in results:
-        lines.append(f"{printable_name(result.source)} ({result.duration:.2f} s)")
+        label = top_class(result)
+        verdict = f": {label.name} ({label.score:.3f})" if label is not None else ""
+        lines.append(f"{printable_name(result.source)} ({result.duration:.2f} s){verdict}")
         lines += [f"  {label.score:6.3f}  {label.name}" for label in result.top(top_k)]
         if frames:
             lines.append("  timeline (0.96 s patches):")

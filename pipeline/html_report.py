@@ -1,8 +1,9 @@
 """`audiotag tag --html OUT.html`: one self-contained page per run, one section per tagged file.
 
-Each section shows the file's duration and top labels, an audio player, the log-mel spectrogram, the
-calibrated timeline of the top classes as a heat map, and the event list. Clicking an event, the spectrogram
-or the heat map seeks the player to that moment and plays it; a line marks the playing position.
+Each section shows the file's duration and top labels (for a multiclass head, first its class), an audio
+player, the log-mel spectrogram, the calibrated timeline of the top classes as a heat map, and the event
+list. Clicking an event, the spectrogram or the heat map seeks the player to that moment and plays it; a line
+marks the playing position.
 
 Self-contained: styles and the script are inline, images are PNG data URIs, and a Content-Security-Policy
 forbids fetching anything else. Audio files up to EMBED_LIMIT_BYTES are embedded as base64 (formats
@@ -23,6 +24,7 @@ from urllib.parse import quote
 
 import numpy as np
 
+from pipeline.formatting import top_class
 from pipeline.tagger import TagResult
 from safeio.atomic import atomic_output, sweep_folder_once
 from safeio.names import printable_name
@@ -58,6 +60,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.event { cursor: pointer; }
 tr.event:hover { background: #eef; }
 .note { color: #a60; }
+.verdict { font-size: 1.1em; margin: 0.3em 0 0.6em; }
 """
 
 _SCRIPT = """
@@ -136,9 +139,13 @@ def _section(number: int, result: TagResult, top_k: int, out_dir: Path, embed_li
     row_names = "".join(f"<span>{html.escape(result.names[k])}</span>" for k in columns)
     heat = result.frame_scores[:, columns].T if len(columns) else np.zeros((1, 1), np.float32)
     heat_height = 18 * max(len(columns), 1)
+    label = top_class(result)
+    verdict = "" if label is None else (f'<p class="verdict">class: <b>{html.escape(label.name)}</b> '
+                                        f"(probability {label.score:.3f})</p>")
     return f"""<section class="file" id="file-{number}" data-span="{span:.3f}">
 <h2>{html.escape(printable_name(result.source))}</h2>
 <p class="meta">duration {result.duration:.2f} s · {len(result.frame_starts)} patches of 0.96 s</p>
+{verdict}
 {_player(result.source, out_dir, embed_limit)}
 <table class="labels"><tr><th>label</th><th>score</th><th></th></tr>{labels}</table>
 <div class="columns">

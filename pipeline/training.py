@@ -1,9 +1,12 @@
-"""`audiotag train` and `audiotag evaluate`: classifier heads over the AudioSet release or extract outputs.
+"""`audiotag train` and `audiotag evaluate`: classifier heads over labelled audio, the AudioSet release or
+extract outputs.
 
-FEATURES is an AudioSet-format TFRecord folder / file / glob (the release, or `extract --format tfrecord`
-output), an HDF5 file (Kong's layout or `extract --format hdf5`; an extract output folder holding
-`embeddings.h5` works too) or an `extract --format npz` folder. Features without labels in them (extract
-outputs) need `--labels CSV` (header `id,labels`, ids = the clip ids of the extract run).
+DATA is labelled audio (a folder of class folders, or a `path,labels` CSV of audio files: extracted into the
+output folder, then pipeline.train_audio) or FEATURES. FEATURES is an AudioSet-format TFRecord folder / file /
+glob (the release, or `extract --format tfrecord` output), an HDF5 file (Kong's layout or `extract --format
+hdf5`; an extract output folder holding `embeddings.h5` works too) or an `extract --format npz` folder.
+Features without labels in them (extract outputs) need `--labels CSV` (header `id,labels`, ids = the clip
+ids of the extract run).
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import json
 import sys
 from pathlib import Path
 
+from classifier.crossval import AUTO_MODEL, CANDIDATES, DEFAULT_FOLDS, SMALL_DATA_CLIPS
+from classifier.head_file import TASKS
 from classifier.inference import (
     ATTENTIONS,
     CONTEXT_KINDS,
@@ -21,6 +26,8 @@ from classifier.inference import (
     TRANSFORMER_LAYERS,
     TRANSFORMER_NUM_HEADS,
 )
+from classifier.tasks import AUTO_TASK
+from pipeline.cli_common import UserError
 from pipeline.cli_options import add_engine, add_head, add_labels_csv, add_output_folder, add_wait
 
 
@@ -35,19 +42,30 @@ def features_source(path: str | Path) -> str:
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of `audiotag train` (defaults: the reference recipe of classifier.train.TrainConfig)."""
-    parser.add_argument("features", metavar="FEATURES", help="training features (see `audiotag train -h`)")
-    add_output_folder(parser, "run folder: checkpoints, metrics.csv, curve.png, head.npz (rerun to resume)")
+    """Options of `audiotag train` (defaults: for audio, the small-data settings of classifier.crossval; for
+    features, the reference recipe of classifier.train.TrainConfig)."""
+    parser.add_argument("features", metavar="DATA",
+                        help="a folder with one subfolder of audio per class, a CSV `path,labels` of audio "
+                        "files, or features (see the description)")
+    add_output_folder(parser, "run folder: the head (head.npz), its report, checkpoints and, for audio, the "
+                      "extracted features (rerun to resume)")
     add_labels_csv(
         parser,
-        "labels CSV (id,labels): train on its own label set (any classes) and report on a held-out part; "
-        "without it, FEATURES must carry AudioSet labels",
+        "labels CSV (id,labels) of FEATURES: train on its own label set (any classes) and report on a "
+        "held-out part; without it, FEATURES must carry AudioSet labels",
     )
     parser.add_argument(
         "--model",
         dest="kind",
         default=None,
-        choices=MODEL_KINDS,
+        choices=(AUTO_MODEL, *MODEL_KINDS),
+        help=f"the model kind; {AUTO_MODEL} (audio only, its default): the best of "
+        f"{', '.join(CANDIDATES)} by cross-validation",
+    )
+    parser.add_argument(
+        "--task", default=None, choices=(AUTO_TASK, *TASKS),
+        help=f"multiclass (one label per clip: softmax, accuracy), multilabel (sigmoid, mAP) or {AUTO_TASK} "
+        "(audio only, its default: multiclass when every clip has exactly one label)",
     )
     parser.add_argument("--iterations", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=None)
@@ -86,8 +104,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--folds", type=int, default=None, metavar="K",
-        help="k-fold cross-validation: hold out fold --fold of a stratified K-fold split instead of "
-        "--holdout-fraction (train K runs, --fold 0..K-1)",
+        help=f"audio: compare the models by stratified K-fold cross-validation (default {DEFAULT_FOLDS} when "
+        f"a class has fewer than {SMALL_DATA_CLIPS} clips, else a held-out part); features: hold out fold "
+        "--fold of a stratified K-fold split instead of --holdout-fraction (K runs, --fold 0..K-1)",
     )
     parser.add_argument("--fold", type=int, default=None, metavar="I", help="with --folds: the held-out fold")
     parser.add_argument(
@@ -134,9 +153,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `audiotag evaluate`."""
-    parser.add_argument("features", metavar="FEATURES", help="labelled features to evaluate on")
+    parser.add_argument("features", metavar="DATA",
+                        help="labelled audio (a folder of class folders, a CSV `path,labels`) or features")
     add_head(parser)
-    add_output_folder(parser, "report folder: summary.json, per_class.csv/json, ap_vs_train_count.png")
+    add_output_folder(parser, "report folder: summary.json, per_class.csv/json, ap_vs_train_count.png (and "
+                      "confusion.csv/png for multiclass heads; for audio, the extracted features)")
     add_labels_csv(parser, "labels CSV (id,labels) for unlabelled features")
     add_engine(parser)
 
@@ -173,6 +194,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, object]:
         "distill_weight",
         "snapshot_average",
         "seed",
+        "task",
     )
     values = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     values["progress"] = not args.no_progress and sys.stderr.isatty()
@@ -180,10 +202,21 @@ def _overrides(args: argparse.Namespace) -> dict[str, object]:
 
 
 def train_command(args: argparse.Namespace) -> int:
-    """With --labels: classifier.retrain (the CSV's own label set, held-out report). Without: classifier.train
+    """Labelled audio: pipeline.train_audio (extract, choose by cross-validation, report). Features with
+    --labels: classifier.retrain (the CSV's own label set, held-out report). Features alone: classifier.train
     on the labels stored in FEATURES (the AudioSet release). Prints the head's path (and held-out metrics)."""
+    from pipeline.labelled_audio import FEATURES, input_kind
     from safeio.lock import FolderLock
 
+    kind = input_kind(args.features)
+    if kind != FEATURES:
+        from pipeline.train_audio import train_on_audio
+
+        return train_on_audio(args, _overrides(args), kind)
+    for option, given, auto in (("--task", args.task, AUTO_TASK), ("--model", args.kind, AUTO_MODEL)):
+        if given == auto:
+            raise UserError(f"{option} {auto}: for labelled audio only; with features, name the "
+                            f"{option.lstrip('-')} (see `audiotag train -h`)")
     source = features_source(args.features)
     with FolderLock(args.output, wait=args.wait):  # refused at once, before the features are loaded
         if args.labels is not None:
@@ -229,16 +262,28 @@ def _metrics_summary(metrics: object) -> dict[str, object]:
 
 
 def evaluate_command(args: argparse.Namespace) -> int:
-    """Score FEATURES with a head and write the evaluation report; prints the summary as JSON."""
+    """Score DATA with a head and write the evaluation report; prints the summary as JSON (exit status 3
+    when some audio files could not be read)."""
     from classifier.evaluate import evaluate_head
     from classifier.readers import load_clipset
+    from pipeline.labelled_audio import FEATURES, input_kind
     from pipeline.tagger import load_head
 
     head = load_head(args.head, args.engine)
+    kind = input_kind(args.features)
+    if kind != FEATURES:
+        from pipeline.train_audio import evaluate_on_audio
+
+        summary, status = evaluate_on_audio(args, kind, head)
+        _print_json(summary)
+        return status
     clipset = load_clipset(
         features_source(args.features), labels_csv=args.labels, class_names=list(head.class_names)
     )
     metrics = evaluate_head(head, clipset, args.output)
     summary = {**_metrics_summary(metrics), "clips": len(clipset), "report": str(args.output)}
+    if head.task == "multiclass":
+        written = json.loads((Path(args.output) / "summary.json").read_text(encoding="utf-8"))
+        summary |= {key: written[key] for key in ("accuracy", "macro_F1") if key in written}
     _print_json(summary)
     return 0

@@ -57,6 +57,7 @@ class BeamTagOptions:
     batch_size: int = 128
     segment_seconds: float = 600.0
     cnn_threads: int | None = None
+    vggish_engine: str = "auto"
     hop_seconds: float = 0.96
     beam_args: list[str] = field(default_factory=list)
     wait: bool = False
@@ -136,6 +137,7 @@ class ScoreClips(beam.DoFn):
         self.failed = stages.counter("clips_failed")
 
     def process(self, batch: Sequence[tuple[str, np.ndarray, float]]) -> Iterator[Any]:
+        from classifier.head_file import combine_windows
         from pipeline.formatting import clip_item
         from pipeline.tagger import WINDOW_PATCHES, top_labels, window_starts
 
@@ -153,7 +155,7 @@ class ScoreClips(beam.DoFn):
                 yield beam.pvalue.TaggedOutput(
                     stages.FAILURES, ("", clip_id, f"clip {clip_id!r} has no embeddings to score"))
                 continue
-            clip_scores = np.asarray(scores[owner == index], np.float32).max(axis=0)
+            clip_scores = combine_windows(scores[owner == index], getattr(self.head, "task", "multilabel"))
             labels = top_labels(clip_scores, self.mids, self.names, self.top_k)
             self.tagged.inc()
             yield json.dumps(clip_item(clip_id, float(duration), labels), ensure_ascii=False)
@@ -199,7 +201,8 @@ def _beam_tag_locked(sources: Sequence[str], checkpoint: Callable[[], str],
         embedded = embed_clips(audio_inputs(pipeline, local, urls), checkpoint(),
                                hop_seconds=options.hop_seconds, segment_seconds=options.segment_seconds,
                                batch_size=options.batch_size,
-                               cnn_threads=cnn_threads_for(options.cnn_threads, workers), keep_raw=False)
+                               cnn_threads=cnn_threads_for(options.cnn_threads, workers), keep_raw=False,
+                               vggish_engine=options.vggish_engine)
         clips.append(embedded.clips | "Clips" >> beam.Map(lambda c: (c.clip_id, c.embedding, c.duration)))
         failures.append(embedded[stages.FAILURES])
     all_clips = clips | "All clips" >> beam.Flatten() if len(clips) > 1 else clips[0]
