@@ -109,6 +109,8 @@ def test_extract_beam_extract_and_train_refuse_a_busy_folder_before_loading_anyt
                        "--format", "hdf5", "--no-progress")
         line = one_line_error(capsys.readouterr().err)
         assert code == EXIT_ERROR and f"PID {holder.pid}" in line and str(tmp_path / "out") in line
+        (tmp_path / "feats").mkdir()
+        (tmp_path / "feats" / "embeddings.h5").write_bytes(b"")  # features by name: read only after the lock
         code = run_cli(synthetic_checkpoint, "train", str(tmp_path / "feats"), "-o", str(tmp_path / "out"),
                        "--labels", str(tmp_path / "labels.csv"))
         line = one_line_error(capsys.readouterr().err)
