@@ -107,7 +107,7 @@ def compare(reference: dict[str, bytes], other: dict[str, bytes]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clips", type=int, default=200, help="generated 10-s clips (default 200)")
     parser.add_argument("--repeats", type=int, default=2, help="alternating rounds (default 2)")
     parser.add_argument("--rate", type=int, default=44100, help="sample rate of the clips (default 44100)")

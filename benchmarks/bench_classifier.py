@@ -244,7 +244,7 @@ def bench_shipped(infer_clips: int, path: str | None = None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--inference-only", action="store_true", help="skip the training measurements")
     parser.add_argument("--shipped-only", action="store_true", help="only the shipped head")
     parser.add_argument("--no-shipped", action="store_true", help="skip the shipped head")

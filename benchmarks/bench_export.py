@@ -49,7 +49,7 @@ TFLITE_LOAD = ("import os, sys, time, tensorflow as tf; t = time.perf_counter();
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="VGGish checkpoint (default: a synthetic one)")
     parser.add_argument("--head", default=None)

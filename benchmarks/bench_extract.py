@@ -313,7 +313,7 @@ def _load_average() -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clips", type=int, default=200, help="clips per input kind (default 200)")
     parser.add_argument("--checkpoint", type=Path, help="VGGish checkpoint (default: a synthetic one)")
     parser.add_argument("--workers", type=int, default=None, help="extract --workers (default: one per core)")

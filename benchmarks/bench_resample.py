@@ -42,7 +42,7 @@ def _seconds(function, *args) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="audio length (default 10 s)")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs of each resampler (default 5)")
     parser.add_argument("--rates", type=int, nargs="+", default=list(RATES))

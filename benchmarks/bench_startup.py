@@ -83,7 +83,7 @@ def _run(command: list[str], env: dict[str, str]) -> tuple[float, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", type=int, default=5, help="alternating rounds of runs (default 5)")
     parser.add_argument("--engines", nargs="+", choices=sorted(TARGETS), default=["tf", "lite"],
                         help="VGGish engines of the tag runs (default: tf lite)")

@@ -195,7 +195,7 @@ def bench_rss(checkpoint: Path, directory: Path, hours: float, threads: int) -> 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", type=Path, help="checkpoint to time (default: a SYNTHETIC one)")
     parser.add_argument("--front-end-seconds", type=float, default=120.0)
     parser.add_argument("--cnn-seconds", type=float, default=3.0, help="minimum timing per batch size")
