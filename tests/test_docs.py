@@ -11,7 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 README_MAX_LINES = 300
 LINK = re.compile(r"\]\(([^)\s]+)\)")
-# Talk of the project's own history: "fifth session", "issue 12", "issue #3", "redone for issue".
+# Narration of the project's own past: an ordinal or relative word before "session", or "issue" and a number.
 HISTORY = re.compile(
     r"\b(?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|eleventh|twelfth|thirteenth|"
     r"fourteenth|fifteenth|sixteenth|\d+(?:st|nd|rd|th)|this|last|previous|next|earlier|later)\s+sessions?\b"
