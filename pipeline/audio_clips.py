@@ -61,14 +61,14 @@ def extract_features(audio: LabelledAudio, folder: Path, checkpoint: Path, *,
                      progress: bool) -> ExtractReport:
     """Run pipeline.extract on the audio into ``folder/features``; returns its ExtractReport. The VGGish
     CNN runs on TensorFlow ("tf"), as `audiotag extract` by default: the release's numbers."""
-    import vggish
     from pipeline import frontend
     from pipeline.extract import ExtractOptions, default_cnn_threads, extract
     from vggish.checkpoint import checkpoint_status
+    from vggish.engines import load_embedder
 
     frontend.prestart()  # the workers' warm-up overlaps loading the model
     options = ExtractOptions(out_dir=folder / FEATURES_DIR, format=FEATURES_FORMAT, progress=progress)
-    with vggish.VGGish(checkpoint, intra_op_threads=default_cnn_threads(), inter_op_threads=1) as model:
+    with load_embedder(checkpoint, "tf", intra_op_threads=default_cnn_threads(), inter_op_threads=1) as model:
         return extract(audio.inputs, model, options, checkpoint_status=checkpoint_status(checkpoint))
 
 
